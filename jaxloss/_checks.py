@@ -1,0 +1,252 @@
+"""Shared input checks and dtype handling for every jaxloss function.
+
+Static problems (shapes, dtypes, hyperparameter ranges) raise at trace time with a message that
+names the function, the argument, what was expected and what came. Value problems that exist only
+at run time are turned into NaN by the losses, and into a raised error by `jaxloss.checked`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+_HALF_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
+_state = threading.local()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ----------------------------------------------------------------------------------- dtypes
+
+
+def as_float(fn: str, name: str, x: Any) -> jax.Array:
+    """`x` as a floating array; float16/bfloat16 are upcast to float32 (computed and returned in f32).
+
+    Python numbers and integer/bool arrays become the default float dtype. Used for arguments whose
+    integer values are meaningful (targets, probability labels, masks of weights).
+    """
+    x = jnp.asarray(x)
+    if x.dtype in _HALF_DTYPES:
+        return x.astype(jnp.float32)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        if jnp.issubdtype(x.dtype, jnp.complexfloating):
+            raise TypeError(f"jaxloss.{fn}: `{name}` must be real; got dtype {x.dtype}.")
+        return x.astype(jnp.result_type(float))
+    return x
+
+
+def as_logits(fn: str, name: str, x: Any) -> jax.Array:
+    """Like `as_float`, but an integer array is a TypeError: integer logits are almost always labels
+    passed in the wrong position, and silently casting them hides the bug."""
+    arr = jnp.asarray(x)
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        raise TypeError(
+            f"jaxloss.{fn}: `{name}` must be a floating-point array (model outputs); got dtype "
+            f"{arr.dtype}. Did you swap `{name}` and the labels?"
+        )
+    return as_float(fn, name, arr)
+
+
+def as_integer_labels(fn: str, name: str, x: Any) -> jax.Array:
+    """Integer class labels; a float array is a TypeError (use the probability-label variant)."""
+    arr = jnp.asarray(x)
+    if not jnp.issubdtype(arr.dtype, jnp.integer):
+        raise TypeError(
+            f"jaxloss.{fn}: `{name}` must be an integer array of class indices; got dtype "
+            f"{arr.dtype}. For one-hot or probability labels use the function without "
+            "'_with_integer_labels'."
+        )
+    return arr
+
+
+def result_dtype(*arrays: jax.Array) -> jnp.dtype:
+    """The common floating dtype of already-upcast arrays."""
+    return jnp.result_type(*arrays)
+
+
+# ----------------------------------------------------------------------------------- shapes
+
+
+def same_shape(fn: str, name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
+    """Raise unless `a` and `b` have exactly the same shape (jaxloss never broadcasts them)."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"jaxloss.{fn}: `{name_b}` must have the same shape as `{name_a}` {a.shape}; got "
+            f"{b.shape}. jaxloss does not broadcast them, since (N,) against (N, 1) would silently "
+            "give an (N, N) loss."
+        )
+
+
+def has_class_axis(fn: str, name: str, x: jax.Array) -> None:
+    """Raise unless `x` has a last (class) axis."""
+    if x.ndim < 1:
+        raise ValueError(
+            f"jaxloss.{fn}: `{name}` must have a class axis (the last one); got a scalar."
+        )
+
+
+def integer_labels_shape(fn: str, logits: jax.Array, labels: jax.Array) -> None:
+    """Integer labels must have the logits' shape without the class axis."""
+    has_class_axis(fn, "logits", logits)
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"jaxloss.{fn}: `labels` must have shape logits.shape[:-1] = {logits.shape[:-1]} "
+            f"(one class index per position); got {labels.shape}."
+        )
+
+
+def mask_shape(fn: str, name: str, where: jax.Array | None, shape: tuple[int, ...]) -> None:
+    """A boolean mask must have the given shape (no broadcasting)."""
+    if where is None:
+        return
+    if where.shape != shape:
+        raise ValueError(
+            f"jaxloss.{fn}: `{name}` must have shape {shape}; got {where.shape}."
+        )
+    if where.dtype != jnp.bool_:
+        raise TypeError(f"jaxloss.{fn}: `{name}` must be a boolean mask; got dtype {where.dtype}.")
+
+
+def class_vector_shape(fn: str, name: str, x: jax.Array, num_classes: int) -> None:
+    """A per-class vector (class weights, alpha) must have shape (C,)."""
+    if x.shape != (num_classes,):
+        raise ValueError(
+            f"jaxloss.{fn}: `{name}` must have shape ({num_classes},), one value per class; got "
+            f"{x.shape}."
+        )
+
+
+# ----------------------------------------------------------------------- hyperparameter ranges
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+    """The value as a NumPy array when it is known at trace time, else None (traced)."""
+    try:
+        return np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def in_range(
+    fn: str,
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    """Raise if a hyperparameter known at trace time lies outside [low, high] (or open ends).
+
+    A traced hyperparameter (e.g. vmapped over) cannot be checked here; `jaxloss.checked` covers it.
+    """
+    arr = _concrete(value)
+    if arr is None:
+        return
+    ok = np.ones(arr.shape, bool)
+    if low is not None:
+        ok &= arr >= low if low_inclusive else arr > low
+    if high is not None:
+        ok &= arr <= high if high_inclusive else arr < high
+    if not bool(np.all(ok)):
+        left = "[" if low_inclusive else "("
+        right = "]" if high_inclusive else ")"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise ValueError(
+            f"jaxloss.{fn}: `{name}` must lie in {left}{lo}, {hi}{right}; got {value!r}."
+        )
+
+
+def one_of(fn: str, name: str, value: Any, allowed: Iterable[Any]) -> None:
+    """Raise unless `value` is one of `allowed`."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(
+            f"jaxloss.{fn}: `{name}` must be one of {', '.join(map(repr, allowed))}; got {value!r}."
+        )
+
+
+# ------------------------------------------------------------------------- run-time checks
+
+
+def runtime_check(fn: str, predicate: jax.Array, message: str) -> None:
+    """Record a value check that `jaxloss.checked` turns into a raised error.
+
+    Outside `checked` this does nothing (the loss itself returns NaN for the bad value), so plain
+    losses stay free of checkify's functionalisation requirements under jit.
+    """
+    if getattr(_state, "enabled", False):
+        checkify.check(jnp.all(predicate), f"jaxloss.{fn}: {message}")
+
+
+def all_finite(fn: str, name: str, x: jax.Array) -> None:
+    """Run-time check: no NaN or inf in `x`."""
+    runtime_check(fn, jnp.isfinite(x), f"`{name}` contains NaN or inf.")
+
+
+def not_nan(fn: str, name: str, x: jax.Array) -> None:
+    """Run-time check: no NaN in `x` (inf is allowed where the loss has a limit there)."""
+    runtime_check(fn, ~jnp.isnan(x), f"`{name}` contains NaN.")
+
+
+def probabilities(fn: str, name: str, x: jax.Array) -> None:
+    """Run-time check: every value of `x` in [0, 1]."""
+    runtime_check(fn, (x >= 0) & (x <= 1), f"`{name}` has values outside [0, 1].")
+
+
+@contextlib.contextmanager
+def _checks_enabled():
+    previous = getattr(_state, "enabled", False)
+    _state.enabled = True
+    try:
+        yield
+    finally:
+        _state.enabled = previous
+
+
+def checked(fn: F) -> F:
+    """Wrap a jaxloss function (or anything built from them) so that run-time value problems raise.
+
+    Unchecked, a label outside [0, C), NaN input or a probability label outside [0, 1] gives NaN.
+    `checked(fn)(...)` runs `fn` under `jax.experimental.checkify` with jaxloss's value checks on,
+    plus a final check that no floating output is NaN, and raises `checkify.JaxRuntimeError` naming
+    the problem. (checkify's own `nan_checks` are not used: the stable formulas deliberately compute
+    NaN in branches that `jnp.where` then discards.)
+
+    Example:
+        >>> jaxloss.checked(jaxloss.softmax_cross_entropy_with_integer_labels)(logits, labels)
+
+    It traces `fn` afresh with the checks compiled in; wrap it in `jax.jit` only through
+    `checkify` yourself if you need a compiled checked function.
+    """
+
+    name = getattr(fn, "__name__", "function")
+
+    def traced(*args, **kwargs):
+        with _checks_enabled():
+            out = fn(*args, **kwargs)
+            for leaf in jax.tree_util.tree_leaves(out):
+                if jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+                    runtime_check(name, ~jnp.isnan(leaf), "the result is NaN.")
+        return out
+
+    checkified = checkify.checkify(traced, errors=checkify.user_checks)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        error, out = checkified(*args, **kwargs)
+        error.throw()
+        return out
+
+    return wrapper  # type: ignore[return-value]
