@@ -29,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def as_float(fn: str, name: str, x: Any) -> jax.Array:
-    """`x` as a floating array; float16/bfloat16 are upcast to float32 (computed and returned in f32).
+    """`x` as a floating array; float16/bfloat16 are upcast to float32 (computed and returned so).
 
     Python numbers and integer/bool arrays become the default float dtype. Used for arguments whose
     integer values are meaningful (targets, probability labels, masks of weights).
@@ -68,9 +68,22 @@ def as_integer_labels(fn: str, name: str, x: Any) -> jax.Array:
     return arr
 
 
-def result_dtype(*arrays: jax.Array) -> jnp.dtype:
-    """The common floating dtype of already-upcast arrays."""
-    return jnp.result_type(*arrays)
+def float_pair(fn: str, name_a: str, a: Any, name_b: str, b: Any) -> tuple[jax.Array, jax.Array]:
+    """Two floating arrays of one shape and one dtype (model output `a` and its target `b`).
+
+    `a` must be floating; an integer/bool `b` takes `a`'s dtype, so integer targets never promote
+    float32 predictions to float64. Half precision is upcast to float32.
+    """
+    a = as_logits(fn, name_a, a)
+    b_arr = jnp.asarray(b)
+    b = (
+        b_arr.astype(a.dtype)
+        if not jnp.issubdtype(b_arr.dtype, jnp.floating)
+        else as_float(fn, name_b, b_arr)
+    )
+    same_shape(fn, name_a, a, name_b, b)
+    dtype = jnp.result_type(a, b)
+    return a.astype(dtype), b.astype(dtype)
 
 
 # ----------------------------------------------------------------------------------- shapes
@@ -109,9 +122,7 @@ def mask_shape(fn: str, name: str, where: jax.Array | None, shape: tuple[int, ..
     if where is None:
         return
     if where.shape != shape:
-        raise ValueError(
-            f"jaxloss.{fn}: `{name}` must have shape {shape}; got {where.shape}."
-        )
+        raise ValueError(f"jaxloss.{fn}: `{name}` must have shape {shape}; got {where.shape}.")
     if where.dtype != jnp.bool_:
         raise TypeError(f"jaxloss.{fn}: `{name}` must be a boolean mask; got dtype {where.dtype}.")
 

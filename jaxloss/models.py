@@ -1,8 +1,8 @@
 """Tiny functional models: `(init_fn(key) -> params, apply_fn(params, x) -> y)` pairs.
 
 Params are plain pytrees (a list of `{"w": (in, out), "b": (out,)}` dicts, one per layer), so they
-work with `jaxloss.objective`, `jax.grad` and optax directly. `apply_fn` sees one sample `x` of shape
-`(in_dim,)`; it also works on a batch `(N, in_dim)` since it is a matrix product.
+work with `jaxloss.objective`, `jax.grad` and optax directly. `apply_fn` sees one sample `x` of
+shape `(in_dim,)`; it also works on a batch `(N, in_dim)` since it is a matrix product.
 """
 
 from __future__ import annotations

@@ -1,0 +1,177 @@
+"""Regression losses: squared and absolute error, their means, RMSE and Huber.
+
+MSE is the Gaussian negative log-likelihood up to constants (see `jaxloss.gaussian_nll`); MAE the
+Laplace one. `squared_error`, `absolute_error` and `huber_loss` are elementwise; `mse`, `rmse` and
+`mae` reduce the whole sample to a scalar.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks
+
+
+def _errors(fn: str, predictions, targets, where=None) -> jax.Array:
+    """`predictions − targets` after the shared checks; masked-out errors are set to 0.
+
+    Zeroing the error itself (not the loss) keeps an inf or NaN at a masked position out of both
+    the value and the gradient (`0 * inf` would be NaN in the backward pass).
+    """
+    predictions, targets = _checks.float_pair(fn, "predictions", predictions, "targets", targets)
+    _checks.not_nan(fn, "predictions", predictions)
+    _checks.not_nan(fn, "targets", targets)
+    errors = predictions - targets
+    if where is None:
+        return errors
+    where = jnp.asarray(where)
+    _checks.mask_shape(fn, "where", where, errors.shape)
+    return jnp.where(where, errors, 0)
+
+
+def _mean(values: jax.Array, where: jax.Array | None) -> jax.Array:
+    """Mean over the elements selected by `where` (all when None); 0 when nothing is selected."""
+    if where is None:
+        return jnp.mean(values)
+    count = jnp.maximum(jnp.sum(where), 1).astype(values.dtype)
+    return jnp.sum(values) / count
+
+
+def _mse(fn: str, predictions, targets, where) -> jax.Array:
+    return _mean(jnp.square(_errors(fn, predictions, targets, where)), where)
+
+
+def squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Elementwise squared error `(predictions − targets)²`.
+
+    Args:
+      predictions: floating array, any shape.
+      targets: array of the same shape.
+
+    Returns:
+      Array of `predictions.shape` (float32 for half-precision input).
+
+    Example:
+      >>> jaxloss.squared_error(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0]))
+      Array([1., 4.], dtype=float32)
+
+    Matches `optax.squared_error` (which, unlike this, broadcasts mismatched shapes).
+    """
+    return jnp.square(_errors("squared_error", predictions, targets))
+
+
+def absolute_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Elementwise absolute error `|predictions − targets|` (gradient 0 where they are equal).
+
+    Args:
+      predictions: floating array, any shape.
+      targets: array of the same shape.
+
+    Returns:
+      Array of `predictions.shape`.
+
+    Example:
+      >>> jaxloss.absolute_error(jnp.array([1.0, -2.0]), jnp.array([0.0, 0.0]))
+      Array([1., 2.], dtype=float32)
+
+    Matches `torch.nn.functional.l1_loss(..., reduction='none')`.
+    """
+    return jnp.abs(_errors("absolute_error", predictions, targets))
+
+
+def mse(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None = None) -> jax.Array:
+    """Mean squared error of one sample: `Σ_i w_i (p_i − t_i)² / Σ_i w_i` over all its elements.
+
+    Args:
+      predictions: floating array, any shape (one sample; pass a batch to get the batch mean).
+      targets: array of the same shape.
+      where: optional boolean mask of the same shape; the mean runs over the selected elements.
+        With nothing selected the result is 0 with a zero gradient.
+
+    Returns:
+      Scalar.
+
+    Example:
+      >>> jaxloss.mse(jnp.array([1.0, 3.0]), jnp.array([0.0, 0.0]))
+      Array(5., dtype=float32)
+
+    Matches `torch.nn.functional.mse_loss(reduction='mean')` and `optax.squared_error(...).mean()`.
+    """
+    return _mse("mse", predictions, targets, where)
+
+
+def rmse(
+    predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None = None
+) -> jax.Array:
+    """Root mean squared error `√mse`, with a zero (finite) gradient where the error is 0.
+
+    Args:
+      predictions: floating array, any shape.
+      targets: array of the same shape.
+      where: optional boolean mask, as in `mse`.
+
+    Returns:
+      Scalar.
+
+    Example:
+      >>> jaxloss.rmse(jnp.array([3.0, 4.0]), jnp.array([0.0, 0.0]))  # √((9 + 16) / 2)
+      Array(3.535534, dtype=float32)
+
+    `torch.sqrt(F.mse_loss(...))` and Keras' RMSE give NaN/inf gradients at zero error: d√m/dm is
+    infinite at 0. Here 0 (a valid subgradient) is used there.
+    """
+    mean_square = _mse("rmse", predictions, targets, where)
+    positive = mean_square > 0
+    # Double where: sqrt's derivative at 0 is infinite, so differentiate only a safe argument.
+    safe = jnp.where(positive, mean_square, 1)
+    return jnp.where(positive, jnp.sqrt(safe), 0)
+
+
+def mae(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None = None) -> jax.Array:
+    """Mean absolute error of one sample: `Σ_i w_i |p_i − t_i| / Σ_i w_i`.
+
+    Args:
+      predictions: floating array, any shape.
+      targets: array of the same shape.
+      where: optional boolean mask, as in `mse`.
+
+    Returns:
+      Scalar.
+
+    Example:
+      >>> jaxloss.mae(jnp.array([1.0, -3.0]), jnp.array([0.0, 0.0]))
+      Array(2., dtype=float32)
+
+    Matches `torch.nn.functional.l1_loss(reduction='mean')`.
+    """
+    return _mean(jnp.abs(_errors("mae", predictions, targets, where)), where)
+
+
+def huber_loss(predictions: jax.Array, targets: jax.Array, *, delta: float = 1.0) -> jax.Array:
+    """Elementwise Huber loss: `½e²` for `|e| ≤ δ`, else `δ(|e| − ½δ)`, with `e = p − t`.
+
+    Quadratic near zero (like MSE), linear in the tails (like MAE, robust to outliers), with a
+    continuous first derivative at `|e| = δ`.
+
+    Args:
+      predictions: floating array, any shape.
+      targets: array of the same shape.
+      delta: the switch point, > 0.
+
+    Returns:
+      Array of `predictions.shape`.
+
+    Example:
+      >>> jaxloss.huber_loss(jnp.array([0.5, 3.0]), jnp.array([0.0, 0.0]))
+      Array([0.125, 2.5  ], dtype=float32)
+
+    Matches `optax.huber_loss` and `torch.nn.functional.huber_loss(reduction='none')`.
+    Reference: Huber, "Robust Estimation of a Location Parameter", 1964.
+    """
+    _checks.in_range("huber_loss", "delta", delta, low=0, low_inclusive=False)
+    abs_error = jnp.abs(_errors("huber_loss", predictions, targets))
+    # min/max form: one expression, no branch to differentiate through.
+    quadratic = jnp.minimum(abs_error, delta)
+    linear = abs_error - quadratic
+    return 0.5 * jnp.square(quadratic) + delta * linear

@@ -1,0 +1,237 @@
+"""Regression losses against NumPy float64 references and optax where the maths is identical."""
+
+import chex
+import hypothesis
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.experimental import checkify
+from jax.test_util import check_grads
+
+import jaxloss
+
+RNG = np.random.default_rng(0)
+P64 = RNG.normal(size=(4, 3))
+T64 = RNG.normal(size=(4, 3))
+MASK = RNG.random((4, 3)) > 0.4
+
+
+# NumPy references, written from the definitions.
+def np_huber(p, t, delta):
+    e = np.abs(p - t)
+    return np.where(e <= delta, 0.5 * e**2, delta * (e - 0.5 * delta))
+
+
+ELEMENTWISE = {
+    "squared_error": lambda p, t: (p - t) ** 2,
+    "absolute_error": lambda p, t: np.abs(p - t),
+    "huber_loss": lambda p, t: np_huber(p, t, 1.0),
+}
+REDUCED = {
+    "mse": lambda p, t, m: ((p - t) ** 2)[m].mean(),
+    "mae": lambda p, t, m: np.abs(p - t)[m].mean(),
+    "rmse": lambda p, t, m: np.sqrt(((p - t) ** 2)[m].mean()),
+}
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise_matches_numpy(name, jit):
+    fn = getattr(jaxloss, name)
+    fn = jax.jit(fn) if jit else fn
+    got = fn(P64, T64)
+    chex.assert_shape(got, P64.shape)
+    np.testing.assert_allclose(got, ELEMENTWISE[name](P64, T64), rtol=1e-12)
+    # float32 in, float32 out, close to the float64 truth.
+    got32 = fn(P64.astype(np.float32), T64.astype(np.float32))
+    assert got32.dtype == jnp.float32
+    np.testing.assert_allclose(got32, ELEMENTWISE[name](P64, T64), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("name", sorted(REDUCED))
+def test_reduced_matches_numpy(name, jit):
+    fn = getattr(jaxloss, name)
+    call = jax.jit(fn) if jit else fn
+    everything = np.ones_like(MASK)
+    chex.assert_shape(call(P64, T64), ())
+    np.testing.assert_allclose(call(P64, T64), REDUCED[name](P64, T64, everything), rtol=1e-12)
+    np.testing.assert_allclose(
+        call(P64, T64, where=MASK), REDUCED[name](P64, T64, MASK), rtol=1e-12
+    )
+
+
+def test_matches_optax():
+    chex.assert_trees_all_close(
+        jaxloss.squared_error(P64, T64), optax.squared_error(P64, T64), rtol=1e-12
+    )
+    for delta in (0.3, 1.0, 2.5):
+        chex.assert_trees_all_close(
+            jaxloss.huber_loss(P64, T64, delta=delta),
+            optax.huber_loss(P64, T64, delta=delta),
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(
+            jaxloss.huber_loss(P64, T64, delta=delta), np_huber(P64, T64, delta), rtol=1e-12
+        )
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "rmse"])
+def test_vmap_gives_per_sample_values(name):
+    fn = getattr(jaxloss, name)
+    per_sample = jax.vmap(fn)(P64, T64)
+    chex.assert_shape(per_sample, (4,))
+    ones = np.ones(3, bool)
+    expected = [REDUCED[name](p, t, ones) for p, t in zip(P64, T64)]
+    np.testing.assert_allclose(per_sample, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["squared_error", "absolute_error", "huber_loss"])
+def test_gradients_elementwise(name):
+    fn = getattr(jaxloss, name)
+    # Keep |p - t| away from the kinks of abs and Huber, where finite differences disagree.
+    p = P64 + 0.05 * np.sign(P64 - T64)
+    check_grads(lambda a, b: fn(a, b).sum(), (p, T64), order=2, modes=["rev"])
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "rmse"])
+def test_gradients_reduced(name):
+    fn = getattr(jaxloss, name)
+    check_grads(lambda a, b: fn(a, b, where=MASK), (P64, T64), order=1, modes=["fwd", "rev"])
+
+
+def test_rmse_gradient_at_zero_error_is_zero():
+    # d/dp sqrt(mean((p-t)^2)) is 0/0 at p == t; torch.sqrt(F.mse_loss) gives NaN there.
+    x = np.arange(6.0).reshape(2, 3)
+    grad = jax.grad(jaxloss.rmse)(x, x)
+    chex.assert_trees_all_equal(grad, np.zeros_like(x))
+    assert float(jaxloss.rmse(x, x)) == 0.0
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "rmse"])
+def test_all_masked_is_zero_with_zero_gradient(name):
+    fn = getattr(jaxloss, name)
+    nothing = np.zeros((4, 3), bool)
+    # An inf in a masked-out position must not leak into the value or the gradient.
+    p = P64.copy()
+    p[0, 0] = np.inf
+    assert float(fn(p, T64, where=nothing)) == 0.0
+    chex.assert_trees_all_equal(jax.grad(fn)(p, T64, where=nothing), np.zeros_like(p))
+    partly = MASK & ~np.eye(4, 3, dtype=bool)
+    partly[0, 0] = False
+    grad = jax.grad(fn)(p, T64, where=partly)
+    chex.assert_tree_all_finite(grad)
+    assert grad[0, 0] == 0.0
+
+
+def test_huber_is_continuous_at_delta():
+    # Both pieces agree at |e| = delta: value delta^2 / 2 and slope delta (derived by hand).
+    delta = 0.7
+    e = np.array([delta - 1e-9, delta, delta + 1e-9])
+    vals = jaxloss.huber_loss(e, np.zeros(3), delta=delta)
+    np.testing.assert_allclose(vals, 0.5 * delta**2, atol=1e-8)
+    slopes = jax.vmap(jax.grad(lambda p: jaxloss.huber_loss(p, 0.0, delta=delta)))(e)
+    np.testing.assert_allclose(slopes, delta, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("name", ["squared_error", "mse", "rmse", "mae", "huber_loss"])
+def test_half_precision_computed_in_float32(name, dtype):
+    fn = getattr(jaxloss, name)
+    p, t = jnp.asarray(P64, dtype), jnp.asarray(T64, dtype)
+    got = fn(p, t)
+    assert got.dtype == jnp.float32
+    reference = fn(p.astype(jnp.float32), t.astype(jnp.float32))
+    chex.assert_trees_all_equal(got, reference)
+
+
+def test_integer_targets_keep_prediction_dtype():
+    p = jnp.asarray(P64, jnp.float32)
+    assert jaxloss.mse(p, np.zeros((4, 3), np.int32)).dtype == jnp.float32
+
+
+def test_extremes_are_finite():
+    p = np.array([1e4, -1e4, 0.0])
+    t = np.array([-1e4, 1e4, 0.0])
+    for name in ["squared_error", "absolute_error", "huber_loss"]:
+        fn = getattr(jaxloss, name)
+        chex.assert_tree_all_finite(fn(p, t))
+        chex.assert_tree_all_finite(jax.grad(lambda a, fn=fn: fn(a, t).sum())(p))
+    for name in ["mse", "mae", "rmse"]:
+        chex.assert_tree_all_finite(jax.grad(getattr(jaxloss, name))(p, t))
+
+
+@hypothesis.settings(max_examples=25, deadline=None)
+@hypothesis.given(
+    shape=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+    log_scale=st.floats(-6, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_property_finite_gradients(shape, log_scale, seed):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=shape) * 10**log_scale
+    t = rng.normal(size=shape) * 10**log_scale
+    for fn in (jaxloss.mse, jaxloss.mae, jaxloss.rmse):
+        chex.assert_tree_all_finite(jax.grad(fn)(p, t))
+    chex.assert_tree_all_finite(jax.grad(lambda a: jaxloss.huber_loss(a, t).sum())(p))
+
+
+def test_no_retrace_for_new_values():
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def loss(p, t):
+        return jaxloss.rmse(p, t)
+
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        loss(rng.normal(size=(4, 3)), rng.normal(size=(4, 3)))
+
+
+# --------------------------------------------------------------------------- static errors
+
+
+@pytest.mark.parametrize("name", ["squared_error", "absolute_error", "mse", "mae", "rmse"])
+def test_shape_mismatch_raises(name):
+    with pytest.raises(ValueError, match=rf"jaxloss.{name}: `targets` must have the same shape"):
+        getattr(jaxloss, name)(np.zeros(3), np.zeros((3, 1)))
+
+
+def test_integer_predictions_raise():
+    with pytest.raises(TypeError, match=r"jaxloss.mse: `predictions` must be a floating-point"):
+        jaxloss.mse(np.arange(3), np.zeros(3))
+
+
+@pytest.mark.parametrize("delta", [0.0, -1.0])
+def test_bad_delta_raises(delta):
+    with pytest.raises(ValueError, match=r"jaxloss.huber_loss: `delta` must lie in \(0, inf\]"):
+        jaxloss.huber_loss(np.zeros(3), np.zeros(3), delta=delta)
+
+
+def test_bad_mask_raises():
+    with pytest.raises(ValueError, match=r"jaxloss.mse: `where` must have shape \(3,\)"):
+        jaxloss.mse(np.zeros(3), np.zeros(3), where=np.ones(2, bool))
+    with pytest.raises(TypeError, match=r"jaxloss.mse: `where` must be a boolean mask"):
+        jaxloss.mse(np.zeros(3), np.zeros(3), where=np.ones(3))
+
+
+# ------------------------------------------------------------------------- checked mode
+
+
+def test_checked_names_nan_input():
+    p = np.array([1.0, np.nan])
+    assert np.isnan(jaxloss.mse(p, np.zeros(2)))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"jaxloss.mse: `predictions` contains NaN"):
+        jaxloss.checked(jaxloss.mse)(p, np.zeros(2))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"`targets` contains NaN"):
+        jaxloss.checked(jaxloss.huber_loss)(np.zeros(2), p, delta=2.0)
+
+
+def test_checked_passes_good_input_through():
+    got = jaxloss.checked(jaxloss.mse)(P64, T64, where=MASK)
+    np.testing.assert_allclose(got, REDUCED["mse"](P64, T64, MASK), rtol=1e-12)
+    # Under vmap, inside the checked function.
+    per_sample = jaxloss.checked(jax.vmap(jaxloss.rmse))(P64, T64)
+    chex.assert_shape(per_sample, (4,))
