@@ -4,17 +4,18 @@ The public API; every name is re-exported here and listed in `__all__`.
 """
 
 from jaxloss._checks import checked
+from jaxloss.classification import (
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    smooth_labels,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+    softmax_focal_loss,
+    softmax_focal_loss_with_integer_labels,
+)
 from jaxloss.models import linear, mlp
-
-# --- regression ---
-
-# --- classification ---
-
-# --- segmentation ---
-
-# --- objective / sgd / taylor ---
-
-# --- mining / likelihood / backprop / datasets ---
+from jaxloss.regression import absolute_error, huber_loss, mae, mse, rmse, squared_error
+from jaxloss.segmentation import dice_loss, jaccard_loss, tversky_loss
 
 __version__ = "0.1.0"
 
@@ -23,8 +24,24 @@ __all__ = [
     "linear",
     "mlp",
     # regression
+    "absolute_error",
+    "huber_loss",
+    "mae",
+    "mse",
+    "rmse",
+    "squared_error",
     # classification
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "smooth_labels",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+    "softmax_focal_loss",
+    "softmax_focal_loss_with_integer_labels",
     # segmentation
+    "dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
     # objective / sgd / taylor
     # mining / likelihood / backprop / datasets
 ]

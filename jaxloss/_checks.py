@@ -107,13 +107,20 @@ def has_class_axis(fn: str, name: str, x: jax.Array) -> None:
         )
 
 
-def integer_labels_shape(fn: str, logits: jax.Array, labels: jax.Array) -> None:
+def integer_labels_shape(
+    fn: str,
+    logits: jax.Array,
+    labels: jax.Array,
+    *,
+    logits_name: str = "logits",
+    labels_name: str = "labels",
+) -> None:
     """Integer labels must have the logits' shape without the class axis."""
-    has_class_axis(fn, "logits", logits)
+    has_class_axis(fn, logits_name, logits)
     if labels.shape != logits.shape[:-1]:
         raise ValueError(
-            f"jaxloss.{fn}: `labels` must have shape logits.shape[:-1] = {logits.shape[:-1]} "
-            f"(one class index per position); got {labels.shape}."
+            f"jaxloss.{fn}: `{labels_name}` must have shape {logits_name}.shape[:-1] = "
+            f"{logits.shape[:-1]} (one class index per position); got {labels.shape}."
         )
 
 
@@ -177,6 +184,22 @@ def in_range(
         raise ValueError(
             f"jaxloss.{fn}: `{name}` must lie in {left}{lo}, {hi}{right}; got {value!r}."
         )
+
+
+def hyperparameter_ok(
+    fn: str, name: str, value: Any, *, low: float, high: float | None = None
+) -> jax.Array:
+    """`in_range` at trace time, plus the same test at run time for a traced value.
+
+    Returns a scalar bool, False when some value is outside [low, high], so the loss can give NaN;
+    `jaxloss.checked` raises there.
+    """
+    in_range(fn, name, value, low=low, high=high)
+    v = jnp.asarray(value)
+    ok = v >= low if high is None else (v >= low) & (v <= high)
+    hi = "inf" if high is None else f"{high:g}"
+    runtime_check(fn, ok, f"`{name}` must lie in [{low:g}, {hi}].")
+    return jnp.all(ok)
 
 
 def one_of(fn: str, name: str, value: Any, allowed: Iterable[Any]) -> None:

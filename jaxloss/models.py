@@ -54,10 +54,14 @@ def mlp(
             for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:])
         ]
 
+    def dense(layer: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+        # Explicit bias broadcast: a batch must work under jax_numpy_rank_promotion="raise".
+        return x @ layer["w"] + jnp.expand_dims(layer["b"], tuple(range(x.ndim - 1)))
+
     def apply_fn(params: Params, x: jax.Array) -> jax.Array:
         for layer in params[:-1]:
-            x = activation(x @ layer["w"] + layer["b"])
-        return x @ params[-1]["w"] + params[-1]["b"]
+            x = activation(dense(layer, x))
+        return dense(params[-1], x)
 
     return init_fn, apply_fn
 

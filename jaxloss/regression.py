@@ -38,6 +38,11 @@ def _mean(values: jax.Array, where: jax.Array | None) -> jax.Array:
     return jnp.sum(values) / count
 
 
+def _abs(errors: jax.Array) -> jax.Array:
+    """|e| with derivative 0 at e = 0 (jnp.abs gives 1 there), as torch's l1_loss."""
+    return jnp.where(errors == 0, 0, jnp.abs(errors))
+
+
 def _mse(fn: str, predictions, targets, where) -> jax.Array:
     return _mean(jnp.square(_errors(fn, predictions, targets, where)), where)
 
@@ -77,7 +82,7 @@ def absolute_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
 
     Matches `torch.nn.functional.l1_loss(..., reduction='none')`.
     """
-    return jnp.abs(_errors("absolute_error", predictions, targets))
+    return _abs(_errors("absolute_error", predictions, targets))
 
 
 def mse(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None = None) -> jax.Array:
@@ -145,7 +150,7 @@ def mae(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None =
 
     Matches `torch.nn.functional.l1_loss(reduction='mean')`.
     """
-    return _mean(jnp.abs(_errors("mae", predictions, targets, where)), where)
+    return _mean(_abs(_errors("mae", predictions, targets, where)), where)
 
 
 def huber_loss(predictions: jax.Array, targets: jax.Array, *, delta: float = 1.0) -> jax.Array:

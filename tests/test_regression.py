@@ -166,7 +166,8 @@ def test_extremes_are_finite():
 
 @hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
-    shape=st.lists(st.integers(1, 4), min_size=0, max_size=3),
+    # A few shapes only: every new shape recompiles, and the magnitudes are what matter here.
+    shape=st.sampled_from([(), (3,), (2, 3)]),
     log_scale=st.floats(-6, 6),
     seed=st.integers(0, 2**16),
 )
@@ -235,3 +236,12 @@ def test_checked_passes_good_input_through():
     # Under vmap, inside the checked function.
     per_sample = jaxloss.checked(jax.vmap(jaxloss.rmse))(P64, T64)
     chex.assert_shape(per_sample, (4,))
+
+
+def test_absolute_error_gradient_zero_at_zero_error():
+    # torch 2.13.0: torch.autograd.grad(F.l1_loss(x, x), x) is 0 (sign(0) = 0); jnp.abs gives 1.
+    x = np.array([0.0, 1.0, -2.0])
+    grad = jax.grad(lambda p: jaxloss.absolute_error(p, x).sum())(x)
+    chex.assert_trees_all_equal(grad, np.zeros(3))
+    grad = jax.grad(jaxloss.mae)(x + np.array([0.0, 0.5, -0.5]), x)
+    np.testing.assert_allclose(grad, np.array([0.0, 1.0, -1.0]) / 3)
