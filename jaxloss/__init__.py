@@ -14,8 +14,16 @@ from jaxloss.classification import (
     softmax_focal_loss_with_integer_labels,
 )
 from jaxloss.models import linear, mlp
+from jaxloss.objective import objective, per_sample_losses
 from jaxloss.regression import absolute_error, huber_loss, mae, mse, rmse, squared_error
 from jaxloss.segmentation import dice_loss, jaccard_loss, tversky_loss
+from jaxloss.sgd import FitResult, SweepResult, fit, sgd_step, sweep
+from jaxloss.taylor import (
+    TaylorReport,
+    hessian_vector_product,
+    taylor_check,
+    top_hessian_eigenvalue,
+)
 
 __version__ = "0.1.0"
 
@@ -43,5 +51,16 @@ __all__ = [
     "jaccard_loss",
     "tversky_loss",
     # objective / sgd / taylor
+    "objective",
+    "per_sample_losses",
+    "sgd_step",
+    "fit",
+    "sweep",
+    "FitResult",
+    "SweepResult",
+    "taylor_check",
+    "TaylorReport",
+    "hessian_vector_product",
+    "top_hessian_eigenvalue",
     # mining / likelihood / backprop / datasets
 ]

@@ -1,0 +1,401 @@
+"""The Taylor check: predicted against actual loss change along the gradient, for many η at once.
+
+Gradient descent rests on the first-order Taylor expansion `L(θ − ηg) − L(θ) ≈ −η‖g‖²`. The
+second-order term `½η² gᵀHg` says where it breaks: the quadratic model is best at
+`η = ‖g‖²/gᵀHg` and predicts a rise of the loss from `η = 2‖g‖²/gᵀHg`. `taylor_check` computes
+`g = ∇L(θ)` once, one Hessian-vector product `Hg` (forward over reverse), and `L(θ − ηg)` for every
+η in one compiled, vmapped call, and labels where each regime holds. The remainder
+`|actual − predicted_first|` falls like η² when `g` is the true gradient of `L` (a log-log slope of
+2, as in pyadjoint's Taylor test), like η when it is not.
+
+Precision: everything is evaluated in the parameters' dtype. In float32 the change of L is lost
+in roundoff below η ≈ ε|L|/‖g‖² (ε ≈ 1.2e-7); enable float64 (`jax.config.update(
+"jax_enable_x64", True)` and float64 parameters) to see the first-order regime down to tiny η.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss._checks import in_range
+from jaxloss.objective import num_samples
+
+# Default grid: 64 values η_ref·10^[-8, 2], η_ref = ‖g‖²/|gᵀHg| (the quadratic model's best η).
+# Relative to η_ref the regimes sit at fixed places (first order up to ≈ 2·rtol·η_ref, the rise
+# from 2·η_ref), whatever the scale of the loss; 10^-8 reaches float32 roundoff for typical
+# losses, 10^2 shows the loss rising well past the predicted 2·η_ref.
+_DEFAULT_NUM = 64
+_DEFAULT_DECADES = (-8.0, 2.0)
+# |ΔL| below this many ε·(|L(θ)| + |L(θ − ηg)|) is roundoff: the two values differ by rounding.
+_ROUNDOFF_ULPS = 8.0
+# The remainder slope uses only remainders this many times above roundoff (a bias below 10%).
+_SLOPE_ABOVE_ROUNDOFF = 10.0
+REGIMES = ("roundoff", "first_order", "curvature", "increase", "non_finite")
+
+
+def _vdot(a: Any, b: Any) -> jax.Array:
+    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _params_dtype(fn: str, params: Any) -> jnp.dtype:
+    leaves = jax.tree.leaves(params)
+    if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.floating) for x in leaves):
+        raise TypeError(
+            f"jaxloss.{fn}: `params` must be a non-empty pytree of floating-point arrays; got "
+            f"dtypes {[str(jnp.result_type(x)) for x in leaves]}."
+        )
+    return jnp.result_type(*leaves)
+
+
+def _hvp(f: Callable[[Any], jax.Array], params: Any, vector: Any) -> Any:
+    # Forward over reverse: one jvp of the gradient, about the cost of two gradients.
+    return jax.jvp(jax.grad(f), (params,), (vector,))[1]
+
+
+def hessian_vector_product(
+    objective_fn: Callable[[Any, Any, Any], jax.Array],
+    params: Any,
+    inputs: Any,
+    targets: Any,
+    vector: Any,
+) -> Any:
+    """The Hessian of the objective times a vector, `H v = ∂/∂ε ∇L(θ + εv)`, never forming H.
+
+    Args:
+        objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
+        params: θ, a pytree of floating arrays.
+        inputs, targets: the data passed to `objective_fn`.
+        vector: v, a pytree with the structure, shapes and dtypes of `params`.
+
+    Returns:
+        `H v`, a pytree like `params`.
+
+    Example:
+        >>> hv = jaxloss.hessian_vector_product(f, params, x, y, params)
+
+    Reference: Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6 (1994);
+    computed forward-over-reverse as in the JAX autodiff cookbook.
+    """
+    return _hvp(lambda p: objective_fn(p, inputs, targets), params, vector)
+
+
+def _top_eigenvalue(objective_fn, params, inputs, targets, iters, key):
+    f = lambda p: objective_fn(p, inputs, targets)  # noqa: E731
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    start = [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)]
+
+    def normalise(v):
+        norm = jnp.sqrt(_vdot(v, v))
+        norm = jnp.where(norm > 0, norm, 1)  # H v = 0: keep the zero vector, eigenvalue 0
+        return jax.tree.map(lambda x: x / norm.astype(x.dtype), v)
+
+    def body(_, carry):
+        v, _ = carry
+        hv = _hvp(f, params, v)
+        return normalise(hv), _vdot(v, hv)  # Rayleigh quotient of the unit vector v
+
+    v0 = normalise(treedef.unflatten(start))
+    return jax.lax.fori_loop(0, iters, body, (v0, _vdot(v0, v0) * 0))[1]
+
+
+_top_eigenvalue_jit = jax.jit(_top_eigenvalue, static_argnums=(0,))
+
+
+def top_hessian_eigenvalue(
+    objective_fn: Callable[[Any, Any, Any], jax.Array],
+    params: Any,
+    inputs: Any,
+    targets: Any,
+    *,
+    iters: int = 50,
+    key: jax.Array,
+) -> jax.Array:
+    """The largest-magnitude eigenvalue λ of the Hessian of the objective, by power iteration.
+
+    `v ← Hv/‖Hv‖` from a random start, `iters` times, each a Hessian-vector product; returns the
+    Rayleigh quotient `vᵀHv`. For a convex objective it is λ_max, and gradient descent on the
+    local quadratic model is stable only for `η < 2/λ_max`. Convergence goes like
+    `|λ₂/λ₁|^iters`.
+
+    Args:
+        objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
+        params: θ, a pytree of floating arrays.
+        inputs, targets: the data passed to `objective_fn`.
+        iters: number of power iterations, ≥ 1 (new values do not recompile).
+        key: a `jax.random` key for the random start.
+
+    Returns:
+        `()` λ in the parameters' dtype.
+
+    Example:
+        >>> lam = jaxloss.top_hessian_eigenvalue(f, params, x, y, key=jax.random.key(0))
+        >>> stable_below = 2 / lam
+
+    Reference: von Mises power iteration (Golub & Van Loan, *Matrix Computations*, §7.3); the
+    2/λ_max bound e.g. Cohen et al., "Gradient descent on neural networks typically occurs at the
+    edge of stability" (ICLR 2021).
+    """
+    _params_dtype("top_hessian_eigenvalue", params)
+    if not isinstance(iters, (int, np.integer)) or iters < 1:
+        raise ValueError(
+            f"jaxloss.top_hessian_eigenvalue: `iters` must be a positive integer; got {iters!r}."
+        )
+    return _top_eigenvalue_jit(objective_fn, params, inputs, targets, jnp.int32(iters), key)
+
+
+# ------------------------------------------------------------------------------ Taylor check
+
+
+def _taylor_impl(objective_fn, default_grid, params, inputs, targets, learning_rates):
+    f = lambda p: objective_fn(p, inputs, targets)  # noqa: E731
+    loss, g = jax.value_and_grad(f)(params)
+    gg = _vdot(g, g)
+    ghg = _vdot(g, _hvp(f, params, g))
+    if default_grid:
+        # η_ref = ‖g‖²/|gᵀHg|; without curvature fall back to |L|/‖g‖² (where -η‖g‖² = -|L|).
+        ok = jnp.isfinite(ghg) & (ghg != 0)
+        fallback = jnp.where(gg > 0, jnp.abs(loss) / jnp.where(gg > 0, gg, 1), 1)
+        fallback = jnp.where(fallback > 0, fallback, 1)
+        scale = jnp.where(ok, gg / jnp.where(ok, jnp.abs(ghg), 1), fallback)
+        etas = learning_rates * scale.astype(learning_rates.dtype)
+    else:
+        etas = learning_rates
+
+    def moved(eta):
+        step = jax.tree.map(
+            lambda p, gi: (p - eta.astype(gi.dtype) * gi).astype(p.dtype), params, g
+        )
+        return f(step)
+
+    return loss, gg, ghg, etas, jax.vmap(moved)(etas)
+
+
+_taylor_jit = jax.jit(_taylor_impl, static_argnums=(0, 1))
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class TaylorReport:
+    """The outcome of `jaxloss.taylor_check`; arrays are `(M,)` NumPy float64, one per η.
+
+    Attributes:
+        learning_rates: η, increasing.
+        predicted_first: `−η‖g‖²`.
+        predicted_second: `−η‖g‖² + ½η² gᵀHg`.
+        actual: `L(θ − ηg) − L(θ)` as computed in the parameters' dtype.
+        ratio: `actual / predicted_first` (NaN where `g = 0`).
+        regime: one label per η: `"roundoff"` (|actual| within roundoff of L), `"first_order"`
+            (|ratio − 1| ≤ rtol), `"curvature"` (the loss falls, first order is off), `"increase"`
+            (the loss rises), `"non_finite"` (L(θ − ηg) is NaN).
+        loss: L(θ). grad_norm_sq: ‖g‖². curvature: gᵀHg/‖g‖².
+        first_order_valid_up_to: the largest η labelled `"first_order"` (NaN if none).
+        best_learning_rate: the η with the most negative `actual`.
+        predicted_best: ‖g‖²/gᵀHg, the optimum of the quadratic model (NaN if gᵀHg ≤ 0).
+        increase_from: the smallest η labelled `"increase"` (NaN if none).
+        predicted_increase_from: 2‖g‖²/gᵀHg (NaN if gᵀHg ≤ 0).
+        remainder_slope: least-squares slope of log|actual − predicted_first| against log η over
+            the first-order η whose remainder is 10× above roundoff: ≈ 2 for a correct gradient, ≈ 1
+            for a wrong one (NaN with fewer than 3 such η).
+        rtol: the tolerance used for `"first_order"`. dtype: the dtype the check ran in.
+    """
+
+    learning_rates: np.ndarray
+    predicted_first: np.ndarray
+    predicted_second: np.ndarray
+    actual: np.ndarray
+    ratio: np.ndarray
+    regime: tuple[str, ...]
+    loss: float
+    grad_norm_sq: float
+    curvature: float
+    first_order_valid_up_to: float
+    best_learning_rate: float
+    predicted_best: float
+    increase_from: float
+    predicted_increase_from: float
+    remainder_slope: float
+    rtol: float
+    dtype: str
+
+    def summary(self) -> str:
+        """A readable table: the scalars, then one row per η. Print it."""
+        slope = self.remainder_slope
+        if math.isnan(slope):
+            verdict = "too few first-order points above roundoff to tell"
+        elif abs(slope - 2) <= 0.2:
+            verdict = "≈ 2: the gradient matches the loss"
+        else:
+            verdict = "≠ 2: the gradient does NOT match the loss"
+        lines = [
+            f"Taylor check of L(θ − ηg) − L(θ), {self.dtype}, {len(self.learning_rates)} "
+            f"learning rates, rtol {self.rtol:g}",
+            f"  loss L(θ)                       {self.loss:.6g}",
+            f"  ‖g‖²                            {self.grad_norm_sq:.4e}",
+            f"  curvature gᵀHg/‖g‖²             {self.curvature:.4e}",
+            f"  first order valid up to η       {self.first_order_valid_up_to:.3e}",
+            f"  best η: measured / predicted    {self.best_learning_rate:.3e} / "
+            f"{self.predicted_best:.3e}",
+            f"  loss rises from η: meas./pred.  {self.increase_from:.3e} / "
+            f"{self.predicted_increase_from:.3e}",
+            f"  remainder slope                 {slope:.3f} ({verdict})",
+            "",
+            f"  {'η':>10}  {'predicted_first':>15}  {'predicted_second':>16}  {'actual':>11}  "
+            f"{'ratio':>9}  regime",
+        ]
+        for row in zip(
+            self.learning_rates,
+            self.predicted_first,
+            self.predicted_second,
+            self.actual,
+            self.ratio,
+            self.regime,
+        ):
+            eta, first, second, actual, ratio, regime = row
+            lines.append(
+                f"  {eta:10.3e}  {first:15.4e}  {second:16.4e}  {actual:11.4e}  {ratio:9.4f}  "
+                f"{regime}"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values (lists, floats, strings); NaN and ±inf become None (strict JSON)."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                out[field.name] = [_finite_or_none(float(v)) for v in value]
+            elif isinstance(value, float):
+                out[field.name] = _finite_or_none(value)
+            elif isinstance(value, tuple):
+                out[field.name] = list(value)
+            else:
+                out[field.name] = value
+        return out
+
+
+def taylor_check(
+    objective_fn: Callable[[Any, Any, Any], jax.Array],
+    params: Any,
+    inputs: Any,
+    targets: Any,
+    *,
+    learning_rates: Any = None,
+    rtol: float = 0.1,
+) -> TaylorReport:
+    """Measure `L(θ − ηg) − L(θ)` against its first- and second-order Taylor predictions.
+
+    `predicted_first = −η‖g‖²`, `predicted_second = −η‖g‖² + ½η² gᵀHg` with `g = ∇L(θ)` and one
+    Hessian-vector product `Hg`; `actual = L(θ − ηg) − L(θ)` for every η in one vmapped call. All
+    of it is one compiled program (per objective function and argument shapes).
+
+    Args:
+        objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
+        params: θ, a pytree of floating arrays; the check runs in their dtype.
+        inputs, targets: the data passed to `objective_fn`.
+        learning_rates: `(M,)` positive η values; default 64 log-spaced values from 1e-8 to 1e2
+            times `‖g‖²/|gᵀHg|`, which shows every regime whatever the scale of the loss.
+        rtol: tolerance on `|actual/predicted_first − 1|` for the first-order regime, in (0, 1).
+
+    Returns:
+        `TaylorReport`: per-η arrays, regime labels and scalars; `print(report.summary())`,
+        `report.to_dict()` for JSON.
+
+    Example:
+        >>> report = jaxloss.taylor_check(f, params, x, y)
+        >>> print(report.summary())
+        >>> report.remainder_slope  # ≈ 2 when jax.grad matches the loss
+
+    Reference: the Taylor remainder convergence test of pyadjoint / dolfin-adjoint
+    (`taylor_test`, Farrell et al., SIAM J. Sci. Comput. 35 (2013)); Nocedal & Wright,
+    *Numerical Optimization* (2006), §2.2 for the quadratic model.
+    """
+    dtype = _params_dtype("taylor_check", params)
+    num_samples("taylor_check", inputs, targets)
+    in_range(
+        "taylor_check", "rtol", rtol, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+    )
+    default_grid = learning_rates is None
+    if default_grid:
+        grid = np.logspace(*_DEFAULT_DECADES, _DEFAULT_NUM)
+    else:
+        grid = np.asarray(learning_rates, dtype=np.float64)
+        if grid.ndim != 1 or grid.size == 0:
+            raise ValueError(
+                "jaxloss.taylor_check: `learning_rates` must be a non-empty 1-D array; got shape "
+                f"{grid.shape}."
+            )
+        in_range("taylor_check", "learning_rates", grid, low=0.0, low_inclusive=False)
+        grid = np.sort(grid)
+    out = _taylor_jit(objective_fn, default_grid, params, inputs, targets, jnp.asarray(grid, dtype))
+    loss, gg, ghg, etas, trial = (np.asarray(v, np.float64) for v in jax.device_get(out))
+    loss, gg, ghg = float(loss), float(gg), float(ghg)
+    eps = float(jnp.finfo(jnp.result_type(out[0])).eps)
+    return _report(etas, loss, trial, gg, ghg, eps, rtol, str(dtype))
+
+
+def _report(etas, loss, trial, gg, ghg, eps, rtol, dtype) -> TaylorReport:
+    first = -etas * gg
+    second = first + 0.5 * etas**2 * ghg
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        actual = trial - loss
+        # + 0.0 turns the -0.0 of a change lost in roundoff into 0.0 in the table.
+        ratio = np.where(first != 0, actual / np.where(first != 0, first, 1), np.nan) + 0.0
+        noise = _ROUNDOFF_ULPS * eps * (abs(loss) + np.where(np.isfinite(trial), np.abs(trial), 0))
+        remainder = np.abs(actual - first)
+        regime = np.select(
+            [
+                np.isnan(actual),
+                np.abs(actual) <= noise,
+                actual > 0,
+                np.abs(ratio - 1) <= rtol,
+            ],
+            ["non_finite", "roundoff", "increase", "first_order"],
+            "curvature",
+        )
+        curvature = ghg / gg if gg > 0 else math.nan
+        quad_best = gg / ghg if ghg > 0 else math.nan
+
+    def extreme(label, pick):
+        chosen = etas[regime == label]
+        return float(pick(chosen)) if chosen.size else math.nan
+
+    fit_points = (regime == "first_order") & (remainder > _SLOPE_ABOVE_ROUNDOFF * noise)
+    if fit_points.sum() >= 3:
+        slope = float(np.polyfit(np.log(etas[fit_points]), np.log(remainder[fit_points]), 1)[0])
+    else:
+        slope = math.nan
+    finite = np.isfinite(actual)
+    best = float(etas[finite][np.argmin(actual[finite])]) if finite.any() else math.nan
+    return TaylorReport(
+        learning_rates=etas,
+        predicted_first=first,
+        predicted_second=second,
+        actual=actual,
+        ratio=ratio,
+        regime=tuple(str(r) for r in regime),
+        loss=loss,
+        grad_norm_sq=gg,
+        curvature=curvature,
+        first_order_valid_up_to=extreme("first_order", np.max),
+        best_learning_rate=best,
+        predicted_best=quad_best,
+        increase_from=extreme("increase", np.min),
+        predicted_increase_from=2 * quad_best,
+        remainder_slope=slope,
+        rtol=float(rtol),
+        dtype=dtype,
+    )

@@ -1,0 +1,121 @@
+"""jaxloss.objective / per_sample_losses against Python loops over the samples."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+import jaxloss
+
+N, D, C = 7, 3, 4
+ce = optax.losses.softmax_cross_entropy_with_integer_labels
+
+
+@pytest.fixture(scope="module")
+def problem():
+    init_fn, apply_fn = jaxloss.mlp([D, 5, C], dtype=jnp.float64)
+    params = jax.jit(init_fn)(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(N, D)))
+    y = jnp.asarray(rng.integers(0, C, size=N))
+    return apply_fn, params, x, y
+
+
+def loop_losses(apply_fn, loss_fn, params, x, y):
+    """The reference: one sample at a time, in a Python loop."""
+    return np.array([float(loss_fn(apply_fn(params, x[i]), y[i])) for i in range(len(x))])
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_objective_equals_python_loop(problem, jit):
+    apply_fn, params, x, y = problem
+    reference = loop_losses(apply_fn, ce, params, x, y)
+    per_sample = jaxloss.per_sample_losses(apply_fn, ce)
+    total = jaxloss.objective(apply_fn, ce, reduction="sum")
+    mean = jaxloss.objective(apply_fn, ce)
+    if jit:
+        per_sample, total, mean = jax.jit(per_sample), jax.jit(total), jax.jit(mean)
+    values = per_sample(params, x, y)
+    chex.assert_shape(values, (N,))
+    chex.assert_trees_all_close(values, reference, rtol=1e-12)
+    chex.assert_trees_all_close(total(params, x, y), reference.sum(), rtol=1e-12)
+    chex.assert_trees_all_close(mean(params, x, y), reference.mean(), rtol=1e-12)
+    # sum = N × mean
+    chex.assert_trees_all_close(total(params, x, y), N * mean(params, x, y), rtol=1e-12)
+
+
+def test_gradient_of_sum_is_sum_of_per_sample_gradients(problem):
+    apply_fn, params, x, y = problem
+    total = jaxloss.objective(apply_fn, ce, reduction="sum")
+    grad_total = jax.jit(jax.grad(total))(params, x, y)
+    sample_grad = jax.jit(jax.grad(lambda p, xi, yi: ce(apply_fn(p, xi), yi)))
+    per_sample = [sample_grad(params, x[i], y[i]) for i in range(N)]
+    reference = jax.tree.map(lambda *g: sum(g), *per_sample)
+    chex.assert_trees_all_close(grad_total, reference, rtol=1e-12, atol=1e-14)
+    check_grads(jax.jit(lambda p: total(p, x, y)), (params,), order=1)
+
+
+def test_pytree_inputs_and_targets_and_float32():
+    # Inputs are a dict, targets a tuple: vmap maps the leading axis of every leaf.
+    def apply_fn(params, x):
+        return params["a"] * x["u"] + params["b"] * x["v"].sum()
+
+    def loss_fn(prediction, target):
+        return jnp.sum((prediction - target[0]) ** 2) * target[1]
+
+    rng = np.random.default_rng(0)
+    x = {"u": rng.normal(size=(N, 2)).astype(np.float32), "v": rng.normal(size=(N, 3, 2))}
+    y = (rng.normal(size=(N, 2)).astype(np.float32), rng.uniform(size=N).astype(np.float32))
+    params = {"a": jnp.float32(0.5), "b": jnp.float32(-1.5)}
+    f = jaxloss.objective(apply_fn, loss_fn, reduction="sum")
+    reference = sum(
+        np.sum((0.5 * x["u"][i] - 1.5 * x["v"][i].sum() - y[0][i]) ** 2) * y[1][i] for i in range(N)
+    )
+    chex.assert_trees_all_close(f(params, x, y), reference, rtol=1e-5)
+    per_sample = jax.jit(jaxloss.per_sample_losses(apply_fn, loss_fn))(params, x, y)
+    chex.assert_shape(per_sample, (N,))
+    assert per_sample.dtype == jnp.float64  # x["v"] is float64: the promotion is the user's
+
+
+def test_float32_stays_float32_and_vmaps_over_params(problem):
+    apply_fn, params, x, y = problem
+    params32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)
+    x32 = x.astype(jnp.float32)
+    f = jax.jit(jaxloss.objective(apply_fn, ce))
+    assert f(params32, x32, y).dtype == jnp.float32
+    # Stacking two parameter sets and vmapping the objective over them (as `sweep` does).
+    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), params)
+    both = jax.jit(jax.vmap(f, in_axes=(0, None, None)))(stacked, x, y)
+    chex.assert_shape(both, (2,))
+    doubled = jax.tree.map(lambda a: 2 * a, params)
+    chex.assert_trees_all_close(both, jnp.stack([f(params, x, y), f(doubled, x, y)]), rtol=1e-12)
+
+
+def test_non_scalar_loss_names_shape_and_fix(problem):
+    apply_fn, params, x, y = problem
+    onehot = jax.nn.one_hot(y, C)
+    f = jaxloss.objective(apply_fn, lambda p, t: (p - t) ** 2)
+    with pytest.raises(ValueError, match=r"scalar for one sample; got shape \(4,\).*jaxloss.mse"):
+        f(params, x, onehot)
+    g = jaxloss.per_sample_losses(apply_fn, lambda p, t: (p - t) ** 2)
+    with pytest.raises(ValueError, match=r"jaxloss.per_sample_losses: `loss_fn`.*\.sum\(\)"):
+        jax.jit(g)(params, x, onehot)
+    # The fix the message suggests works.
+    fixed = jaxloss.objective(apply_fn, lambda p, t: ((p - t) ** 2).sum())
+    chex.assert_shape(fixed(params, x, onehot), ())
+
+
+def test_static_errors(problem):
+    apply_fn, params, x, y = problem
+    with pytest.raises(ValueError, match=r"jaxloss.objective: `reduction` must be one of"):
+        jaxloss.objective(apply_fn, ce, reduction="none")
+    f = jaxloss.objective(apply_fn, ce)
+    with pytest.raises(ValueError, match=r"share the length.*inputs \(7, 3\).*targets \(6,\)"):
+        f(params, x, y[:6])
+    with pytest.raises(ValueError, match=r"leading sample axis; got a scalar"):
+        f(params, x, jnp.int32(0))
+    with pytest.raises(ValueError, match=r"`targets` must hold at least one array"):
+        f(params, x, ())

@@ -1,0 +1,251 @@
+"""jaxloss.taylor_check / hessian_vector_product / top_hessian_eigenvalue.
+
+References: a least-squares quadratic whose gradient, Hessian and Taylor expansion are exact in
+NumPy; finite differences of the gradient; and the pyadjoint Taylor-test rule (remainder slope 2
+for a correct gradient, 1 for a wrong one).
+"""
+
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxloss
+
+rng = np.random.default_rng(0)
+# L(θ) = ½ Σ_i (x_i·θ − y_i)²: g = Xᵀ(Xθ − y), H = XᵀX, and L(θ − ηg) − L(θ) is exactly
+# −η‖g‖² + ½η² gᵀHg.
+X = rng.normal(size=(8, 3))
+Y = rng.normal(size=8)
+THETA = rng.normal(size=3)
+H = X.T @ X
+G = X.T @ (X @ THETA - Y)
+LOSS = 0.5 * np.sum((X @ THETA - Y) ** 2)
+
+quadratic = jaxloss.objective(
+    lambda theta, x: x @ theta, lambda p, y: 0.5 * (p - y) ** 2, reduction="sum"
+)
+ce = optax.losses.softmax_cross_entropy_with_integer_labels
+
+
+@jax.custom_vjp
+def ce_wrong_gradient(logits, label):
+    return ce(logits, label)
+
+
+def _wrong_fwd(logits, label):
+    return ce(logits, label), (logits, label)
+
+
+def _wrong_bwd(residuals, cotangent):
+    logits, label = residuals
+    # A deliberately wrong gradient: 1.1 times the true one.
+    return 1.1 * cotangent * jax.grad(ce)(logits, label), None
+
+
+ce_wrong_gradient.defvjp(_wrong_fwd, _wrong_bwd)
+
+
+@pytest.fixture(scope="module")
+def mlp_problem():
+    init_fn, apply_fn = jaxloss.mlp([2, 8, 3])
+    data = np.random.default_rng(1)
+    x = data.normal(size=(32, 2))
+    y = jnp.asarray((x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
+    params64 = jax.tree.map(lambda a: a.astype(jnp.float64), jax.jit(init_fn)(jax.random.key(0)))
+    return apply_fn, params64, jnp.asarray(x), y
+
+
+def to32(tree):
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
+
+
+# ------------------------------------------------------------------------------- quadratic
+
+
+def test_quadratic_second_order_is_exact_and_compiles_once():
+    count = {"n": 0}
+
+    def counted(theta, x, y):
+        count["n"] += 1
+        return quadratic(theta, x, y)
+
+    report = jaxloss.taylor_check(counted, jnp.asarray(THETA), jnp.asarray(X), jnp.asarray(Y))
+    traces = count["n"]
+    etas = report.learning_rates
+    chex.assert_shape([etas, report.actual, report.ratio], (64,))
+    assert len(report.regime) == 64
+    gg, ghg = G @ G, G @ H @ G
+    eta_star = gg / ghg
+    chex.assert_trees_all_close(
+        [report.loss, report.grad_norm_sq, report.curvature], [LOSS, gg, ghg / gg], rtol=1e-12
+    )
+    chex.assert_trees_all_close(report.predicted_best, eta_star, rtol=1e-12)
+    chex.assert_trees_all_close(report.predicted_increase_from, 2 * eta_star, rtol=1e-12)
+    # The default grid: 64 values from 1e-8 to 1e2 times ‖g‖²/gᵀHg.
+    chex.assert_trees_all_close(etas, eta_star * np.logspace(-8, 2, 64), rtol=1e-12)
+    chex.assert_trees_all_close(report.predicted_first, -etas * gg, rtol=1e-12)
+    # On a quadratic the second-order prediction IS the actual change, up to roundoff.
+    new_losses = np.array([0.5 * np.sum((X @ (THETA - e * G) - Y) ** 2) for e in etas])
+    roundoff = 64 * np.finfo(np.float64).eps * (LOSS + new_losses)
+    np.testing.assert_array_less(np.abs(report.actual - report.predicted_second), roundoff)
+    # The rise starts at 2‖g‖²/gᵀHg: below it the loss falls, above it rises.
+    regime = np.array(report.regime)
+    below, above = etas < 2 * eta_star * (1 - 1e-9), etas > 2 * eta_star * (1 + 1e-9)
+    assert not np.any(regime[below] == "increase") and np.all(regime[above] == "increase")
+    assert report.increase_from == etas[above].min()
+    # First order holds while ½η gᵀHg/‖g‖² ≤ rtol, i.e. up to η = 2·rtol·η*.
+    assert report.first_order_valid_up_to == etas[etas <= 0.2 * eta_star].max()
+    assert set(regime[etas <= 0.2 * eta_star]) == {"first_order"}
+    chex.assert_trees_all_close(report.remainder_slope, 2.0, atol=1e-3)
+
+    # Around the predicted rise, with explicit learning rates (jitted, one more compilation).
+    factors = np.array([0.9, 0.99, 1.01, 1.1, 0.5])
+    near = jaxloss.taylor_check(
+        counted,
+        jnp.asarray(THETA),
+        jnp.asarray(X),
+        jnp.asarray(Y),
+        learning_rates=2 * eta_star * factors,
+    )
+    np.testing.assert_allclose(near.learning_rates, np.sort(2 * eta_star * factors), rtol=1e-15)
+    assert near.regime == ("curvature", "curvature", "curvature", "increase", "increase")
+    assert near.best_learning_rate == near.learning_rates[0]  # η* = 0.5·(2η*) is the best
+    traces_two_grids = count["n"]
+    assert traces_two_grids == 2 * traces
+
+    # New values of the same shapes (params, data, learning rates) never recompile.
+    other = jnp.asarray(rng.normal(size=3))
+    jaxloss.taylor_check(counted, other, jnp.asarray(X + 1), jnp.asarray(Y))
+    jaxloss.taylor_check(
+        counted,
+        other,
+        jnp.asarray(X),
+        jnp.asarray(Y),
+        learning_rates=np.array([1e-3, 1e-2, 1e-1, 1.0, 2.0]),
+    )
+    assert count["n"] == traces_two_grids
+
+
+def test_zero_gradient_is_all_roundoff_and_serialises():
+    report = jaxloss.taylor_check(quadratic, jnp.zeros(3), jnp.eye(3), jnp.zeros(3))
+    assert set(report.regime) == {"roundoff"}
+    assert np.all(np.isnan(report.ratio))
+    assert np.isnan(report.curvature) and np.isnan(report.predicted_best)
+    assert np.isnan(report.remainder_slope) and np.isnan(report.first_order_valid_up_to)
+    text = json.dumps(report.to_dict(), allow_nan=False)
+    assert json.loads(text)["curvature"] is None
+    assert "too few first-order points" in report.summary()
+
+
+# ------------------------------------------------------------------------ MLP, cross entropy
+
+
+def test_mlp_cross_entropy_float32_and_float64(mlp_problem):
+    apply_fn, params64, x, y = mlp_problem
+    f = jaxloss.objective(apply_fn, ce)
+    r32 = jaxloss.taylor_check(f, to32(params64), to32(x), y)
+    assert r32.dtype == "float32"
+    assert abs(r32.remainder_slope - 2) <= 0.2
+    regime32 = np.array(r32.regime)
+    for label in ("roundoff", "first_order", "curvature", "increase"):
+        assert label in regime32
+    # float32 roundoff hides the first-order change at the smallest η ...
+    assert regime32[0] == "roundoff"
+    # ... float64 on the same η shows it, with the same slope.
+    r64 = jaxloss.taylor_check(f, params64, x, y, learning_rates=r32.learning_rates)
+    assert r64.dtype == "float64"
+    regime64 = np.array(r64.regime)
+    small = regime32 == "roundoff"
+    assert np.all(regime64[small] == "first_order")
+    chex.assert_trees_all_close(r64.ratio[small], 1.0, atol=1e-6)
+    assert abs(r64.remainder_slope - 2) <= 0.05
+    # float32 and float64 agree where both are well above roundoff.
+    chex.assert_trees_all_close(r32.loss, r64.loss, rtol=1e-6)
+    chex.assert_trees_all_close(r32.curvature, r64.curvature, rtol=1e-3)
+
+    # The report: a readable table and strict JSON.
+    text = r32.summary()
+    assert "remainder slope" in text and "the gradient matches the loss" in text
+    assert len(text.splitlines()) == 10 + 64
+    assert str(r32) == text
+    data = json.loads(json.dumps(r32.to_dict(), allow_nan=False))
+    assert data["regime"] == list(r32.regime) and len(data["actual"]) == 64
+    assert data["remainder_slope"] == r32.remainder_slope
+
+
+def test_wrong_gradient_is_caught(mlp_problem):
+    apply_fn, params64, x, y = mlp_problem
+    f = jaxloss.objective(apply_fn, ce_wrong_gradient)
+    report = jaxloss.taylor_check(f, params64, x, y)
+    # The remainder falls like η, not η²: the gradient does not belong to the loss.
+    assert abs(report.remainder_slope - 1) <= 0.1
+    # At small η actual/predicted = gᵀ(1.1 g)/‖1.1 g‖² = 1/1.1, not 1.
+    chex.assert_trees_all_close(report.ratio[:10], 1 / 1.1, rtol=1e-4)
+    assert "does NOT match" in report.summary()
+
+
+# -------------------------------------------------------------- Hessian-vector products
+
+
+def test_hessian_vector_product():
+    v = rng.normal(size=3)
+    hv = jaxloss.hessian_vector_product(
+        quadratic, jnp.asarray(THETA), jnp.asarray(X), jnp.asarray(Y), jnp.asarray(v)
+    )
+    chex.assert_trees_all_close(hv, H @ v, rtol=1e-12)
+
+
+def test_hessian_vector_product_mlp_against_finite_differences(mlp_problem):
+    apply_fn, params64, x, y = mlp_problem
+    f = jaxloss.objective(apply_fn, ce)
+    v = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape)), params64)
+    hvp = jax.jit(jaxloss.hessian_vector_product, static_argnums=0)
+    hv = hvp(f, params64, x, y, v)
+    grad = jax.jit(jax.grad(f))
+    eps = 1e-5
+    shifted = [jax.tree.map(lambda p, d, s=s: p + s * eps * d, params64, v) for s in (1, -1)]
+    fd = jax.tree.map(lambda a, b: (a - b) / (2 * eps), *(grad(p, x, y) for p in shifted))
+    chex.assert_trees_all_close(hv, fd, rtol=1e-6, atol=1e-8)
+    chex.assert_trees_all_equal_shapes_and_dtypes(hv, params64)
+
+
+def test_top_hessian_eigenvalue():
+    lam = jaxloss.top_hessian_eigenvalue(
+        quadratic,
+        jnp.asarray(THETA),
+        jnp.asarray(X),
+        jnp.asarray(Y),
+        iters=200,
+        key=jax.random.key(0),
+    )
+    chex.assert_trees_all_close(lam, np.linalg.eigvalsh(H).max(), rtol=1e-8)
+    # A zero Hessian gives 0, not NaN.
+    flat = jaxloss.objective(lambda theta, x: x @ theta, lambda p, y: p - y)
+    zero = jaxloss.top_hessian_eigenvalue(
+        flat, jnp.ones(3), jnp.eye(3), jnp.zeros(3), key=jax.random.key(1)
+    )
+    assert float(zero) == 0.0
+
+
+# ---------------------------------------------------------------------------- static errors
+
+
+def test_static_errors():
+    args = (quadratic, jnp.asarray(THETA), jnp.asarray(X), jnp.asarray(Y))
+    with pytest.raises(ValueError, match=r"jaxloss.taylor_check: `rtol` must lie in \(0, 1\)"):
+        jaxloss.taylor_check(*args, rtol=1.5)
+    with pytest.raises(ValueError, match=r"`learning_rates` must lie in \(0, inf\]"):
+        jaxloss.taylor_check(*args, learning_rates=[0.0, 0.1])
+    with pytest.raises(ValueError, match=r"`learning_rates` must be a non-empty 1-D array"):
+        jaxloss.taylor_check(*args, learning_rates=np.ones((2, 2)))
+    with pytest.raises(TypeError, match=r"`params` must be a non-empty pytree of floating"):
+        jaxloss.taylor_check(quadratic, jnp.arange(3), jnp.asarray(X), jnp.asarray(Y))
+    with pytest.raises(ValueError, match=r"jaxloss.taylor_check: `inputs` and `targets` must"):
+        jaxloss.taylor_check(quadratic, jnp.asarray(THETA), jnp.asarray(X), jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"`iters` must be a positive integer; got 0"):
+        jaxloss.top_hessian_eigenvalue(*args, iters=0, key=jax.random.key(0))
