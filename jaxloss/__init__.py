@@ -4,6 +4,7 @@ The public API; every name is re-exported here and listed in `__all__`.
 """
 
 from jaxloss._checks import checked
+from jaxloss.backprop import MLPCache, gradient_cost, mlp_backward, mlp_forward_with_cache
 from jaxloss.classification import (
     sigmoid_binary_cross_entropy,
     sigmoid_focal_loss,
@@ -13,6 +14,15 @@ from jaxloss.classification import (
     softmax_focal_loss,
     softmax_focal_loss_with_integer_labels,
 )
+from jaxloss.datasets import (
+    imbalanced_anchors,
+    linear_regression,
+    segmentation_blobs,
+    spirals,
+    xor,
+)
+from jaxloss.likelihood import bernoulli_nll, categorical_nll, gaussian_nll, laplace_nll
+from jaxloss.mining import hard_negative_mask, mined_cross_entropy, ohem_mask
 from jaxloss.models import linear, mlp
 from jaxloss.objective import objective, per_sample_losses
 from jaxloss.regression import absolute_error, huber_loss, mae, mse, rmse, squared_error
@@ -63,4 +73,20 @@ __all__ = [
     "hessian_vector_product",
     "top_hessian_eigenvalue",
     # mining / likelihood / backprop / datasets
+    "hard_negative_mask",
+    "ohem_mask",
+    "mined_cross_entropy",
+    "gaussian_nll",
+    "laplace_nll",
+    "bernoulli_nll",
+    "categorical_nll",
+    "mlp_forward_with_cache",
+    "mlp_backward",
+    "MLPCache",
+    "gradient_cost",
+    "xor",
+    "spirals",
+    "linear_regression",
+    "imbalanced_anchors",
+    "segmentation_blobs",
 ]
