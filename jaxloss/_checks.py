@@ -261,15 +261,20 @@ def checked(fn: F) -> F:
     Example:
         >>> jaxloss.checked(jaxloss.softmax_cross_entropy_with_integer_labels)(logits, labels)
 
-    It traces `fn` afresh with the checks compiled in; wrap it in `jax.jit` only through
-    `checkify` yourself if you need a compiled checked function.
+    It traces `fn` afresh with the checks compiled in (a debugging tool, not for the hot loop).
+    `checked(jax.jit(f))` checks `f` itself: jit's cached, unchecked compilation would otherwise
+    be reused. A `jax.jit` nested deeper inside `fn` and already compiled keeps its unchecked
+    version; check the un-jitted function.
     """
 
     name = getattr(fn, "__name__", "function")
+    inner = fn
+    while hasattr(inner, "lower") and hasattr(inner, "__wrapped__"):  # a jax.jit-wrapped function
+        inner = inner.__wrapped__
 
     def traced(*args, **kwargs):
         with _checks_enabled():
-            out = fn(*args, **kwargs)
+            out = inner(*args, **kwargs)
             for leaf in jax.tree_util.tree_leaves(out):
                 if jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
                     runtime_check(name, ~jnp.isnan(leaf), "the result is NaN.")

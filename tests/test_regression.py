@@ -245,3 +245,12 @@ def test_absolute_error_gradient_zero_at_zero_error():
     chex.assert_trees_all_equal(grad, np.zeros(3))
     grad = jax.grad(jaxloss.mae)(x + np.array([0.0, 0.5, -0.5]), x)
     np.testing.assert_allclose(grad, np.array([0.0, 1.0, -1.0]) / 3)
+
+
+def test_checked_sees_through_an_already_compiled_jit():
+    # jit caches the unchecked trace; checked must check the wrapped function itself.
+    jitted = jax.jit(jaxloss.mse)
+    p = np.array([1.0, np.nan])
+    assert np.isnan(jitted(p, np.zeros(2)))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"jaxloss.mse: `predictions` contains NaN"):
+        jaxloss.checked(jitted)(p, np.zeros(2))
