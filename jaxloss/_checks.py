@@ -262,19 +262,18 @@ def checked(fn: F) -> F:
         >>> jaxloss.checked(jaxloss.softmax_cross_entropy_with_integer_labels)(logits, labels)
 
     It traces `fn` afresh with the checks compiled in (a debugging tool, not for the hot loop).
-    `checked(jax.jit(f))` checks `f` itself: jit's cached, unchecked compilation would otherwise
-    be reused. A `jax.jit` nested deeper inside `fn` and already compiled keeps its unchecked
-    version; check the un-jitted function.
+    `checked(jax.jit(f))` works too (its arguments are then traced, so a hyperparameter out of
+    range is a run-time check): jit's cache is cleared around the checked call, so neither the
+    unchecked nor the checked compilation leaks into the other. A `jax.jit` nested deeper inside
+    `fn` and already compiled keeps its unchecked version; check the un-jitted function.
     """
 
     name = getattr(fn, "__name__", "function")
-    inner = fn
-    while hasattr(inner, "lower") and hasattr(inner, "__wrapped__"):  # a jax.jit-wrapped function
-        inner = inner.__wrapped__
+    clear_jit_cache = getattr(fn, "clear_cache", lambda: None)
 
     def traced(*args, **kwargs):
         with _checks_enabled():
-            out = inner(*args, **kwargs)
+            out = fn(*args, **kwargs)
             for leaf in jax.tree_util.tree_leaves(out):
                 if jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
                     runtime_check(name, ~jnp.isnan(leaf), "the result is NaN.")
@@ -284,7 +283,11 @@ def checked(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        error, out = checkified(*args, **kwargs)
+        clear_jit_cache()
+        try:
+            error, out = checkified(*args, **kwargs)
+        finally:
+            clear_jit_cache()
         error.throw()
         return out
 

@@ -254,3 +254,5 @@ def test_checked_sees_through_an_already_compiled_jit():
     assert np.isnan(jitted(p, np.zeros(2)))
     with pytest.raises(checkify.JaxRuntimeError, match=r"jaxloss.mse: `predictions` contains NaN"):
         jaxloss.checked(jitted)(p, np.zeros(2))
+    # ... and the plain jitted function still runs unchecked afterwards.
+    assert np.isnan(jitted(p, np.zeros(2)))
