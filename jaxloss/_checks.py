@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -47,7 +48,7 @@ def as_float(fn: str, name: str, x: Any) -> jax.Array:
 def as_logits(fn: str, name: str, x: Any) -> jax.Array:
     """Like `as_float`, but an integer array is a TypeError: integer logits are almost always labels
     passed in the wrong position, and silently casting them hides the bug."""
-    arr = jnp.asarray(x)
+    arr = real(fn, name, x)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise TypeError(
             f"jaxloss.{fn}: `{name}` must be a floating-point array (model outputs); got dtype "
@@ -68,14 +69,25 @@ def as_integer_labels(fn: str, name: str, x: Any) -> jax.Array:
     return arr
 
 
+def real(fn: str, name: str, x: Any) -> jax.Array:
+    """`x` as an array; a complex array is a TypeError (its imaginary part would be dropped)."""
+    arr = jnp.asarray(x)
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(
+            f"jaxloss.{fn}: `{name}` must be real; got dtype {arr.dtype} (casting would silently "
+            "drop the imaginary part)."
+        )
+    return arr
+
+
 def float_pair(fn: str, name_a: str, a: Any, name_b: str, b: Any) -> tuple[jax.Array, jax.Array]:
     """Two floating arrays of one shape and one dtype (model output `a` and its target `b`).
 
     `a` must be floating; an integer/bool `b` takes `a`'s dtype, so integer targets never promote
-    float32 predictions to float64. Half precision is upcast to float32.
+    float32 predictions to float64. Half precision is upcast to float32. A complex `b` raises.
     """
     a = as_logits(fn, name_a, a)
-    b_arr = jnp.asarray(b)
+    b_arr = real(fn, name_b, b)
     b = (
         b_arr.astype(a.dtype)
         if not jnp.issubdtype(b_arr.dtype, jnp.floating)
@@ -141,6 +153,132 @@ def class_vector_shape(fn: str, name: str, x: jax.Array, num_classes: int) -> No
             f"jaxloss.{fn}: `{name}` must have shape ({num_classes},), one value per class; got "
             f"{x.shape}."
         )
+
+
+def non_empty(fn: str, name: str, x: Any, *, axis: int | None = None) -> None:
+    """Raise unless `x` has at least one element (along `axis` when given): a mean over nothing,
+    a softmax over no class, a data set of no sample have no value to return."""
+    shape = jnp.shape(x)
+    if axis is None and 0 in shape:
+        raise ValueError(f"jaxloss.{fn}: `{name}` must not be empty; got shape {shape}.")
+    if axis is not None and shape and shape[axis] == 0:
+        where = "last" if axis == -1 else f"{axis}"
+        raise ValueError(
+            f"jaxloss.{fn}: `{name}` must have at least one entry along axis {where}; got shape "
+            f"{shape}."
+        )
+
+
+# --------------------------------------------------------------------- Python-side arguments
+
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def integer(
+    fn: str,
+    name: str,
+    value: Any,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+) -> int:
+    """A static integer as a Python int: Python and NumPy integers (0-d integer arrays too) pass;
+    bools, floats and anything else are a TypeError; a value outside [low, high] a ValueError."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, (np.ndarray, jax.Array))
+        and (value.ndim or not np.issubdtype(value.dtype, np.integer))
+    ):
+        number = None
+    else:
+        try:
+            number = operator.index(value)
+        except TypeError:
+            number = None
+    if number is None:
+        raise TypeError(f"jaxloss.{fn}: `{name}` must be an integer; got {value!r}.")
+    if (low is not None and number < low) or (high is not None and number > high):
+        lo = "-inf" if low is None else str(low)
+        hi = "inf" if high is None else str(high)
+        raise ValueError(f"jaxloss.{fn}: `{name}` must lie in [{lo}, {hi}]; got {number}.")
+    return number
+
+
+def positive_int(fn: str, name: str, value: Any) -> int:
+    """`integer` ≥ 1 (a count of steps, samples, iterations)."""
+    return integer(fn, name, value, low=1)
+
+
+def non_negative_int(fn: str, name: str, value: Any) -> int:
+    """`integer` ≥ 0."""
+    return integer(fn, name, value, low=0)
+
+
+def int32(fn: str, name: str, value: Any) -> int:
+    """`integer` that fits the int32 arrays it is compared with (an index, a count)."""
+    return integer(fn, name, value, low=_INT32[0], high=_INT32[1])
+
+
+def seed_key(fn: str, name: str, seed: Any) -> jax.Array:
+    """A typed PRNG key from an int seed, exactly: every seed in [-2**63, 2**63) gets its own key.
+
+    Seeds within int32/uint32 give `jax.random.key(seed)`; larger ones the key JAX builds for a
+    64-bit seed with x64 on (high and low 32 bits), which `jax.random.key` would otherwise wrap.
+    """
+    seed = integer(fn, name, seed, low=_INT64[0], high=_INT64[1])
+    if _INT32[0] <= seed < 2**32:
+        return jax.random.key(seed)
+    bits = seed % 2**64
+    data = np.array([bits >> 32, bits & 0xFFFFFFFF], np.uint32)
+    return jax.random.wrap_key_data(jnp.asarray(data))
+
+
+def prng_key(fn: str, name: str, key: Any) -> jax.Array:
+    """A PRNG key from a `jax.random.key`, a legacy `jax.random.PRNGKey` (uint32, shape (2,)) or an
+    int seed (a traced integer scalar too); a float, a bool or None is a TypeError."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and (
+        jnp.issubdtype(dtype, jax.dtypes.prng_key)
+        or (dtype == jnp.uint32 and jnp.shape(key)[-1:] == (2,))
+    ):
+        return key
+    if isinstance(key, jax.core.Tracer) and jnp.issubdtype(dtype, jnp.integer) and not key.ndim:
+        return jax.random.key(key)
+    try:
+        return seed_key(fn, name, key)
+    except TypeError:
+        raise TypeError(
+            f"jaxloss.{fn}: `{name}` must be a jax.random key or an int seed; got {key!r}."
+        ) from None
+
+
+def scalar(fn: str, name: str, value: Any) -> jax.Array:
+    """A real scalar array (a learning rate, a hyperparameter); may be traced."""
+    arr = real(fn, name, value)
+    if arr.ndim != 0:
+        raise ValueError(f"jaxloss.{fn}: `{name}` must be a scalar; got shape {arr.shape}.")
+    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+        raise TypeError(f"jaxloss.{fn}: `{name}` must be a real number; got dtype {arr.dtype}.")
+    return arr
+
+
+def float_params(fn: str, params: Any, name: str = "params") -> jnp.dtype:
+    """Raise unless `params` is a non-empty pytree of floating-point arrays; their common dtype."""
+    leaves = jax.tree_util.tree_leaves(params)
+    dtypes = [
+        jnp.result_type(x) if isinstance(x, (jax.Array, np.ndarray, float, int)) else type(x)
+        for x in leaves
+    ]
+    ok = leaves and all(
+        not isinstance(d, type) and jnp.issubdtype(d, jnp.floating) for d in dtypes
+    )
+    if not ok:
+        got = [str(d) if not isinstance(d, type) else d.__name__ for d in dtypes]
+        raise TypeError(
+            f"jaxloss.{fn}: `{name}` must be a non-empty pytree of floating-point arrays (the "
+            f"parameters to differentiate); got leaves of types {got}."
+        )
+    return jnp.result_type(*leaves)
 
 
 # ----------------------------------------------------------------------- hyperparameter ranges
