@@ -325,18 +325,27 @@ def in_range(
 
 
 def hyperparameter_ok(
-    fn: str, name: str, value: Any, *, low: float, high: float | None = None
+    fn: str,
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    high: float | None = None,
+    low_inclusive: bool = True,
 ) -> jax.Array:
     """`in_range` at trace time, plus the same test at run time for a traced value.
 
-    Returns a scalar bool, False when some value is outside [low, high], so the loss can give NaN;
-    `jaxloss.checked` raises there.
+    Returns a scalar bool, False when some value is outside [low, high] (or (low, high] with
+    `low_inclusive=False`), so the loss can give NaN; `jaxloss.checked` raises there.
     """
-    in_range(fn, name, value, low=low, high=high)
+    in_range(fn, name, value, low=low, high=high, low_inclusive=low_inclusive)
     v = jnp.asarray(value)
-    ok = v >= low if high is None else (v >= low) & (v <= high)
+    ok = v >= low if low_inclusive else v > low
+    if high is not None:
+        ok &= v <= high
     hi = "inf" if high is None else f"{high:g}"
-    runtime_check(fn, ok, f"`{name}` must lie in [{low:g}, {hi}].")
+    left = "[" if low_inclusive else "("
+    runtime_check(fn, ok, f"`{name}` must lie in {left}{low:g}, {hi}].")
     return jnp.all(ok)
 
 
