@@ -70,8 +70,13 @@ def as_integer_labels(fn: str, name: str, x: Any) -> jax.Array:
 
 
 def real(fn: str, name: str, x: Any) -> jax.Array:
-    """`x` as an array; a complex array is a TypeError (its imaginary part would be dropped)."""
-    arr = jnp.asarray(x)
+    """`x` as an array; a complex array is a TypeError (its imaginary part would be dropped), and
+    so is anything JAX cannot make an array of (a string, None)."""
+    try:
+        arr = jnp.asarray(x)
+    except (TypeError, ValueError):
+        msg = f"jaxloss.{fn}: `{name}` must be a real number or array; got {x!r}."
+        raise TypeError(msg) from None
     if jnp.issubdtype(arr.dtype, jnp.complexfloating):
         raise TypeError(
             f"jaxloss.{fn}: `{name}` must be real; got dtype {arr.dtype} (casting would silently "
