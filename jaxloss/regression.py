@@ -20,6 +20,8 @@ def _errors(fn: str, predictions, targets, where=None) -> jax.Array:
     the value and the gradient (`0 * inf` would be NaN in the backward pass).
     """
     predictions, targets = _checks.float_pair(fn, "predictions", predictions, "targets", targets)
+    # A mean over no element has no value; a mask selecting nothing is a different, defined case.
+    _checks.non_empty(fn, "predictions", predictions)
     _checks.not_nan(fn, "predictions", predictions)
     _checks.not_nan(fn, "targets", targets)
     errors = predictions - targets
@@ -92,10 +94,11 @@ def mse(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None =
       predictions: floating array, any shape (one sample; pass a batch to get the batch mean).
       targets: array of the same shape.
       where: optional boolean mask of the same shape; the mean runs over the selected elements.
-        With nothing selected the result is 0 with a zero gradient.
+        With nothing selected the result is 0 with a zero gradient (a size-0 array, by
+        contrast, is a ValueError: it has no mean).
 
     Returns:
-      Scalar.
+      Scalar. NaN if an input (selected by `where`) is NaN; `jaxloss.checked` raises there.
 
     Example:
       >>> jaxloss.mse(jnp.array([1.0, 3.0]), jnp.array([0.0, 0.0]))
@@ -117,7 +120,7 @@ def rmse(
       where: optional boolean mask, as in `mse`.
 
     Returns:
-      Scalar.
+      Scalar. NaN if an input (selected by `where`) is NaN; `jaxloss.checked` raises there.
 
     Example:
       >>> jaxloss.rmse(jnp.array([3.0, 4.0]), jnp.array([0.0, 0.0]))  # √((9 + 16) / 2)
@@ -127,10 +130,11 @@ def rmse(
     infinite at 0. Here 0 (a valid subgradient) is used there.
     """
     mean_square = _mse("rmse", predictions, targets, where)
-    positive = mean_square > 0
     # Double where: sqrt's derivative at 0 is infinite, so differentiate only a safe argument.
-    safe = jnp.where(positive, mean_square, 1)
-    return jnp.where(positive, jnp.sqrt(safe), 0)
+    # Test `== 0`, not `> 0`: a NaN mean square must stay NaN.
+    zero = mean_square == 0
+    safe = jnp.where(zero, 1, mean_square)
+    return jnp.where(zero, 0, jnp.sqrt(safe))
 
 
 def mae(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None = None) -> jax.Array:
@@ -162,10 +166,11 @@ def huber_loss(predictions: jax.Array, targets: jax.Array, *, delta: float = 1.0
     Args:
       predictions: floating array, any shape.
       targets: array of the same shape.
-      delta: the switch point, > 0.
+      delta: the switch point, a scalar in (0, inf]; `inf` is the limit `½e²` everywhere. May be
+        traced: a traced `delta` ≤ 0 (or NaN) gives NaN, and `jaxloss.checked` raises.
 
     Returns:
-      Array of `predictions.shape`.
+      Array of `predictions.shape`; NaN where an input is NaN.
 
     Example:
       >>> jaxloss.huber_loss(jnp.array([0.5, 3.0]), jnp.array([0.0, 0.0]))
@@ -174,9 +179,16 @@ def huber_loss(predictions: jax.Array, targets: jax.Array, *, delta: float = 1.0
     Matches `optax.huber_loss` and `torch.nn.functional.huber_loss(reduction='none')`.
     Reference: Huber, "Robust Estimation of a Location Parameter", 1964.
     """
-    _checks.in_range("huber_loss", "delta", delta, low=0, low_inclusive=False)
-    abs_error = jnp.abs(_errors("huber_loss", predictions, targets))
+    fn = "huber_loss"
+    abs_error = jnp.abs(_errors(fn, predictions, targets))
+    _checks.scalar(fn, "delta", delta)
+    valid = _checks.hyperparameter_ok(fn, "delta", delta, low=0, low_inclusive=False)
+    delta = jnp.asarray(delta, abs_error.dtype)
     # min/max form: one expression, no branch to differentiate through.
     quadratic = jnp.minimum(abs_error, delta)
     linear = abs_error - quadratic
-    return 0.5 * jnp.square(quadratic) + delta * linear
+    # The linear part's slope is δ only where |e| ≥ δ: δ = inf would otherwise give inf · 0 = NaN
+    # in the value and in the gradient. (At |e| = δ, min's derivative splits ½/½: the total is δ.)
+    slope = jnp.where(abs_error >= delta, delta, 0)
+    loss = 0.5 * jnp.square(quadratic) + slope * linear
+    return jnp.where(valid, loss, jnp.nan)

@@ -1,4 +1,8 @@
-"""Regression losses against NumPy float64 references and optax where the maths is identical."""
+"""Regression losses against NumPy float64 references and optax where the maths is identical.
+
+Tests marked x64 compare float64 results at float64 tolerance; the float32 tests (JAX's default,
+what users run) compare float32 values and gradients with the same float64 NumPy references.
+"""
 
 import chex
 import hypothesis
@@ -37,6 +41,7 @@ REDUCED = {
 }
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
 def test_elementwise_matches_numpy(name, jit):
@@ -51,6 +56,7 @@ def test_elementwise_matches_numpy(name, jit):
     np.testing.assert_allclose(got32, ELEMENTWISE[name](P64, T64), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("name", sorted(REDUCED))
 def test_reduced_matches_numpy(name, jit):
@@ -64,6 +70,7 @@ def test_reduced_matches_numpy(name, jit):
     )
 
 
+@pytest.mark.x64
 def test_matches_optax():
     chex.assert_trees_all_close(
         jaxloss.squared_error(P64, T64), optax.squared_error(P64, T64), rtol=1e-12
@@ -79,6 +86,7 @@ def test_matches_optax():
         )
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name", ["mse", "mae", "rmse"])
 def test_vmap_gives_per_sample_values(name):
     fn = getattr(jaxloss, name)
@@ -89,6 +97,7 @@ def test_vmap_gives_per_sample_values(name):
     np.testing.assert_allclose(per_sample, expected, rtol=1e-12)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name", ["squared_error", "absolute_error", "huber_loss"])
 def test_gradients_elementwise(name):
     fn = getattr(jaxloss, name)
@@ -97,10 +106,51 @@ def test_gradients_elementwise(name):
     check_grads(lambda a, b: fn(a, b).sum(), (p, T64), order=2, modes=["rev"])
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name", ["mse", "mae", "rmse"])
 def test_gradients_reduced(name):
     fn = getattr(jaxloss, name)
     check_grads(lambda a, b: fn(a, b, where=MASK), (P64, T64), order=1, modes=["fwd", "rev"])
+
+
+# Gradients of the summed elementwise losses and of the reduced ones w.r.t. the predictions,
+# derived by hand from the definitions (e = p - t, m the mask, n = Σm).
+def _np_grad(name, p, t, m):
+    e = (p - t) * m
+    n = m.sum()
+    return {
+        "squared_error": 2 * e,
+        "absolute_error": np.sign(e),
+        "huber_loss": np.clip(e, -1.0, 1.0),
+        "mse": 2 * e / n,
+        "mae": np.sign(e) / n,
+        "rmse": e / (n * np.sqrt((e**2).sum() / n)),
+    }[name]
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE) + sorted(REDUCED))
+def test_float32_value_and_gradient_against_float64_numpy(name, jit):
+    fn = getattr(jaxloss, name)
+    p32, t32 = P64.astype(np.float32), T64.astype(np.float32)
+    # The float64 references see exactly the float32 inputs.
+    p, t = p32.astype(np.float64), t32.astype(np.float64)
+    everything = np.ones(p.shape, bool)
+    if name in ELEMENTWISE:
+        value, grad = jax.value_and_grad(lambda a, b: fn(a, b).sum())(p32, t32)
+        call = jax.jit(fn) if jit else fn
+        got = call(p32, t32)
+        assert got.dtype == jnp.float32
+        np.testing.assert_allclose(got, ELEMENTWISE[name](p, t), rtol=1e-6, atol=1e-7)
+    else:
+        call = jax.jit(jax.value_and_grad(fn)) if jit else jax.value_and_grad(fn)
+        value, grad = call(p32, t32)
+        np.testing.assert_allclose(value, REDUCED[name](p, t, everything), rtol=1e-6)
+        masked_value, masked_grad = call(p32, t32, where=MASK)
+        np.testing.assert_allclose(masked_value, REDUCED[name](p, t, MASK), rtol=1e-6)
+        np.testing.assert_allclose(masked_grad, _np_grad(name, p, t, MASK), rtol=1e-5, atol=1e-7)
+    assert value.dtype == grad.dtype == jnp.float32
+    np.testing.assert_allclose(grad, _np_grad(name, p, t, everything), rtol=1e-5, atol=1e-7)
 
 
 def test_rmse_gradient_at_zero_error_is_zero():
@@ -127,6 +177,7 @@ def test_all_masked_is_zero_with_zero_gradient(name):
     assert grad[0, 0] == 0.0
 
 
+@pytest.mark.x64
 def test_huber_is_continuous_at_delta():
     # Both pieces agree at |e| = delta: value delta^2 / 2 and slope delta (derived by hand).
     delta = 0.7
@@ -230,6 +281,7 @@ def test_checked_names_nan_input():
         jaxloss.checked(jaxloss.huber_loss)(np.zeros(2), p, delta=2.0)
 
 
+@pytest.mark.x64
 def test_checked_passes_good_input_through():
     got = jaxloss.checked(jaxloss.mse)(P64, T64, where=MASK)
     np.testing.assert_allclose(got, REDUCED["mse"](P64, T64, MASK), rtol=1e-12)
@@ -256,3 +308,89 @@ def test_checked_sees_through_an_already_compiled_jit():
         jaxloss.checked(jitted)(p, np.zeros(2))
     # ... and the plain jitted function still runs unchecked afterwards.
     assert np.isnan(jitted(p, np.zeros(2)))
+
+
+# ------------------------------------------------------------------ bad and edge inputs (issue 7)
+
+
+@pytest.mark.parametrize("bad", ["predictions", "targets"])
+def test_rmse_of_nan_is_nan_and_checked_raises(bad):
+    # Before: the `mean_square > 0` branch turned a NaN mean square into 0.0.
+    with_nan, zeros = np.array([1.0, np.nan]), np.zeros(2)
+    args = (with_nan, zeros) if bad == "predictions" else (zeros, with_nan)
+    assert np.isnan(jaxloss.rmse(*args))
+    assert np.isnan(jax.jit(jaxloss.rmse)(*args))
+    with pytest.raises(checkify.JaxRuntimeError, match=rf"jaxloss.rmse: `{bad}` contains NaN"):
+        jaxloss.checked(jaxloss.rmse)(*args)
+    # A NaN that the mask leaves out is never read: √((1 − 0)² / 1) = 1.
+    assert float(jaxloss.rmse(*args, where=np.array([True, False]))) == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE) + sorted(REDUCED))
+@pytest.mark.parametrize("shape", [(0,), (3, 0)])
+def test_empty_arrays_raise(name, shape):
+    # Before: mse/mae gave NaN, rmse 0.0, the elementwise losses an empty array.
+    with pytest.raises(ValueError, match=rf"^jaxloss.{name}: `predictions` must not be empty"):
+        getattr(jaxloss, name)(np.zeros(shape, np.float32), np.zeros(shape, np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE) + sorted(REDUCED))
+def test_complex_inputs_raise(name):
+    fn = getattr(jaxloss, name)
+    with pytest.raises(TypeError, match=rf"^jaxloss.{name}: `targets` must be real"):
+        fn(np.zeros(2, np.float32), np.array([1 + 2j, 0]))
+    with pytest.raises(TypeError, match=rf"^jaxloss.{name}: `predictions` must be real"):
+        fn(np.array([1 + 2j, 0]), np.zeros(2, np.float32))
+    with pytest.raises(TypeError, match=rf"^jaxloss.{name}: `targets` must be a real number"):
+        fn(np.zeros(2, np.float32), "ab")
+
+
+def test_huber_traced_bad_delta_is_nan_and_checked_raises():
+    p, t = jnp.array([0.5, 3.0]), jnp.zeros(2)
+    jitted = jax.jit(jaxloss.huber_loss)
+    for delta in (-1.0, 0.0, np.nan):
+        # Before: delta = -1 gave [-0.375, -2.5] (negative losses) and checked did not raise.
+        assert np.all(np.isnan(jitted(p, t, delta=delta)))
+        with pytest.raises(
+            checkify.JaxRuntimeError, match=r"jaxloss.huber_loss: `delta` must lie in \(0, inf\]"
+        ):
+            jaxloss.checked(jitted)(p, t, delta=delta)
+    # vmapped over delta: only the bad entry is NaN.
+    rows = jax.vmap(lambda d: jaxloss.huber_loss(p, t, delta=d))(jnp.array([1.0, -1.0]))
+    np.testing.assert_allclose(rows[0], np_huber(np.array([0.5, 3.0]), 0.0, 1.0), rtol=1e-6)
+    assert np.all(np.isnan(rows[1]))
+
+
+def test_huber_infinite_delta_is_half_squared_error():
+    # The limit δ → inf of Huber is ½e² everywhere (torch.nn.functional.huber_loss with
+    # delta=inf gives it too); before, inf · 0 made it NaN.
+    e = np.array([-1e3, -0.5, 0.0, 3.0], np.float32)
+    for call in (jaxloss.huber_loss, jax.jit(jaxloss.huber_loss)):
+        value, grad = jax.value_and_grad(
+            lambda a, call=call: call(a, jnp.zeros(4), delta=np.inf).sum()
+        )(e)
+        np.testing.assert_allclose(call(e, np.zeros(4), delta=np.inf), 0.5 * e**2, rtol=1e-6)
+        np.testing.assert_allclose(value, 0.5 * (e.astype(np.float64) ** 2).sum(), rtol=1e-6)
+        np.testing.assert_allclose(grad, e, rtol=1e-6)  # d(½e²)/de = e
+
+
+@pytest.mark.parametrize(
+    "delta, error, match",
+    [
+        (np.nan, ValueError, r"`delta` must lie in \(0, inf\]; got nan"),
+        (np.ones(2), ValueError, r"`delta` must be a scalar; got shape \(2,\)"),
+        (True, TypeError, r"`delta` must be a real number; got dtype bool"),
+        ("1", TypeError, r"`delta` must be a real number or array; got '1'"),
+        (1 + 1j, TypeError, r"`delta` must be real"),
+    ],
+)
+def test_huber_bad_delta_types(delta, error, match):
+    with pytest.raises(error, match=rf"^jaxloss.huber_loss: {match}"):
+        jaxloss.huber_loss(np.zeros(2, np.float32), np.zeros(2, np.float32), delta=delta)
+
+
+def test_huber_delta_gradient():
+    # d/dδ of δ(|e| − ½δ) is |e| − δ in the linear part; 0 in the quadratic part (hand-derived).
+    e = np.array([0.5, -3.0], np.float32)
+    grad = jax.grad(lambda d: jaxloss.huber_loss(e, np.zeros(2), delta=d).sum())(1.0)
+    np.testing.assert_allclose(grad, 0.0 + (3.0 - 1.0), rtol=1e-6)
