@@ -363,6 +363,14 @@ def one_of(fn: str, name: str, value: Any, allowed: Iterable[Any]) -> None:
         )
 
 
+def flag(fn: str, name: str, value: Any) -> bool:
+    """A static on/off option as a Python bool: only `True`/`False` (NumPy bools too) pass; any
+    other value is a TypeError (the string "no" or an array would otherwise read as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"jaxloss.{fn}: `{name}` must be True or False; got {value!r}.")
+    return bool(value)
+
+
 # ------------------------------------------------------------------------- run-time checks
 
 
