@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxloss._checks import one_of
+from jaxloss import _checks
 
 ObjectiveFn = Callable[[Any, Any, Any], jax.Array]
 
@@ -21,7 +21,8 @@ _REDUCTIONS = ("mean", "sum")
 
 
 def num_samples(fn: str, inputs: Any, targets: Any) -> int:
-    """The common length N of the leading (sample) axis of every leaf of `inputs` and `targets`."""
+    """The common length N ≥ 1 of the leading (sample) axis of every leaf of `inputs` and
+    `targets` (a ValueError otherwise: an objective over no sample has no value)."""
     sizes = {}
     for name, tree in (("inputs", inputs), ("targets", targets)):
         leaves = jax.tree_util.tree_leaves(tree)
@@ -41,6 +42,7 @@ def num_samples(fn: str, inputs: Any, targets: Any) -> int:
             f"jaxloss.{fn}: `inputs` and `targets` must share the length of their leading (sample) "
             f"axis; got {found}."
         )
+    _checks.non_empty(fn, "inputs", jax.tree_util.tree_leaves(inputs)[0], axis=0)
     return next(iter(sizes))
 
 
@@ -59,8 +61,8 @@ def per_sample_losses(
         of arrays) whose leaves share the leading sample axis N.
 
     Raises:
-        ValueError (when `f` is traced): if `loss_fn` does not return a scalar per sample, or the
-        leading axes of `inputs` and `targets` differ.
+        ValueError (when `f` is traced): if `loss_fn` does not return a scalar per sample, the
+        leading axes of `inputs` and `targets` differ, or they are empty (N = 0).
 
     Example:
         >>> init_fn, apply_fn = jaxloss.mlp([2, 8, 3])
@@ -117,17 +119,19 @@ def objective(
 
     Raises:
         ValueError: for an unknown `reduction`; and when `f` is traced, if `loss_fn` does not
-        return a scalar per sample or the leading axes of `inputs` and `targets` differ.
+        return a scalar per sample, the leading axes of `inputs` and `targets` differ, or they
+        are empty (N = 0: a mean over no sample is undefined, a sum of none would hide the bug).
 
     Example:
         >>> init_fn, apply_fn = jaxloss.mlp([2, 8, 3])
         >>> f = jaxloss.objective(apply_fn, optax.softmax_cross_entropy_with_integer_labels)
-        >>> loss = f(init_fn(jax.random.key(0)), jnp.ones((5, 2)), jnp.zeros(5, int))
+        >>> f(init_fn(jax.random.key(0)), jnp.ones((5, 2)), jnp.zeros(5, int))
+        Array(1.38..., dtype=float32)
 
     Reference: empirical risk minimisation, e.g. Goodfellow, Bengio & Courville, *Deep Learning*
     (2016), §5.5 and §8.1; matches a Python loop summing the per-sample losses.
     """
-    one_of("objective", "reduction", reduction, _REDUCTIONS)
+    _checks.one_of("objective", "reduction", reduction, _REDUCTIONS)
     losses = _per_sample(apply_fn, loss_fn, "objective")
 
     def f(params, inputs, targets):

@@ -1,9 +1,9 @@
-"""Functional gradient descent: one step, a `lax.scan` loop, and a `vmap` learning-rate sweep.
+"""Functional gradient descent: one step, a `lax.scan` loop, and a learning-rate sweep.
 
 `θ_{k+1} = θ_k − η ∇L(θ_k)`, written over any pytree of parameters. `fit` runs `steps` of it in one
 `lax.scan`; `sweep` runs K learning rates × S seeds of the same scan in one compiled program
-with `jax.vmap`. Objectives are known only as functions `f(params, inputs, targets) -> scalar`
-(see `jaxloss.objective`).
+(one run after another on a CPU, `jax.vmap`-ed on a GPU/TPU). Objectives are known only as
+functions `f(params, inputs, targets) -> scalar` (see `jaxloss.objective`).
 
 Compilation: the loops are jitted once per (objective function, batch size, number of steps,
 shapes and dtypes of the arguments). The learning rate, the data, the initial parameters and the
@@ -14,7 +14,6 @@ and compiles afresh.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -22,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss._checks import in_range
+from jaxloss import _checks
 from jaxloss.objective import num_samples
 
 # A progress bar is updated this many times: the scan runs in this many chunks.
@@ -55,7 +54,7 @@ class SweepResult(NamedTuple):
 
     Attributes:
         learning_rates: `(K,)`.
-        seeds: `(S,)` int, the seed of each column.
+        seeds: `(S,)` int64 NumPy array, the seed of each column (exact, any 64-bit seed).
         losses: `(K, S, steps)`, `losses[k, s]` as `FitResult.losses` of run (k, s).
         final_losses: `(K, S)`, as `FitResult.final_loss` (NaN where the run diverged).
         diverged_at: `(K, S)` int32, as `FitResult.diverged_at`.
@@ -63,7 +62,7 @@ class SweepResult(NamedTuple):
     """
 
     learning_rates: jax.Array
-    seeds: jax.Array
+    seeds: np.ndarray
     losses: jax.Array
     final_losses: jax.Array
     diverged_at: jax.Array
@@ -88,13 +87,30 @@ class SweepResult(NamedTuple):
         return int(np.argmin(np.where(stable, mean_final, np.inf)))
 
     def run(self, k: int, s: int = 0) -> FitResult:
-        """Run (k, s) as a `FitResult`: learning rate `learning_rates[k]`, seed `seeds[s]`."""
+        """Run (k, s) as a `FitResult`: learning rate `learning_rates[k]`, seed `seeds[s]`.
+
+        Indices follow Python's convention: `-1` is the last learning rate (seed); an index
+        outside `[-K, K)` (`[-S, S)`) raises IndexError instead of returning a clamped row.
+        """
+        num_rates, num_seeds = np.shape(self.final_losses)
+        k = _index("k", k, num_rates)
+        s = _index("s", s, num_seeds)
         return FitResult(
             params=jax.tree.map(lambda leaf: leaf[k, s], self.params),
             losses=self.losses[k, s],
             diverged_at=self.diverged_at[k, s],
             final_loss=self.final_losses[k, s],
         )
+
+
+def _index(name: str, index: Any, size: int) -> int:
+    index = _checks.integer("SweepResult.run", name, index)
+    if not -size <= index < size:
+        raise IndexError(
+            f"jaxloss.SweepResult.run: `{name}` must lie in [{-size}, {size - 1}] (the sweep has "
+            f"{size} along that axis); got {index}."
+        )
+    return index
 
 
 class _State(NamedTuple):
@@ -153,20 +169,34 @@ def sgd_step(
         objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
         params: any pytree of floating arrays.
         inputs, targets: the (mini)batch passed to `objective_fn`.
-        learning_rate: η, a scalar (Python float or array, may be traced). It is rounded to each
-            parameter's dtype; parameter dtypes are kept.
+        learning_rate: η, a real scalar (Python float or 0-d array, may be traced); an array of
+            another shape is a ValueError (it would broadcast over the leaves). It is rounded to
+            each parameter's dtype; parameter dtypes are kept.
 
     Returns:
         `(new_params, loss)`: `new_params` with the structure and dtypes of `params`, and `loss`
         the objective at the OLD `params`.
 
+    Raises:
+        TypeError: if a leaf of `params` is not a floating array (`jax.grad` needs real floats).
+
     Example:
+        >>> x, y = jaxloss.spirals(64, classes=3, key=0)
+        >>> init_fn, apply_fn = jaxloss.mlp([2, 16, 3])
+        >>> f = jaxloss.objective(apply_fn, jaxloss.softmax_cross_entropy_with_integer_labels)
+        >>> params = init_fn(jax.random.key(0))
         >>> params, loss = jaxloss.sgd_step(f, params, x, y, 0.1)
+        >>> loss  # at the old params
+        Array(1.185..., dtype=float32)
+        >>> f(params, x, y)  # one step later
+        Array(1.171..., dtype=float32)
 
     Reference: Cauchy (1847); bit-for-bit equal to `optax.sgd(learning_rate)` followed by
     `optax.apply_updates` for a Python-float learning rate or one of the parameters' dtype (a
     float64 learning rate with float32 parameters makes optax compute the update in float64).
     """
+    learning_rate = _checks.scalar("sgd_step", "learning_rate", learning_rate)
+    _checks.float_params("sgd_step", params)
     loss, grads = jax.value_and_grad(objective_fn)(params, inputs, targets)
     return _sgd_update(params, grads, learning_rate), loss
 
@@ -174,9 +204,13 @@ def sgd_step(
 # ------------------------------------------------------------------------------ the scan loop
 
 
-def _chunk(objective_fn, batch_size, length, state, learning_rate, inputs, targets, key, t0, steps):
-    """Steps `t0 .. t0 + length - 1` of a run of `steps` (later ones are padding: no-ops)."""
-    n = num_samples("fit", inputs, targets)
+def _chunk(
+    fn, objective_fn, batch_size, length, state, learning_rate, inputs, targets, key, t0, steps
+):
+    """Steps `t0 .. t0 + length - 1` of a run of `steps` (later ones are padding: no-ops).
+
+    `fn` is the public function the user called (`fit` or `sweep`), for error messages."""
+    n = num_samples(fn, inputs, targets)
     flat, unravel = _ravel(state.params)
 
     def body(carry, t):
@@ -222,7 +256,7 @@ def _select(pred, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-_fit_chunk = jax.jit(_chunk, static_argnums=(0, 1, 2))
+_fit_chunk = jax.jit(_chunk, static_argnums=(0, 1, 2, 3))
 
 
 def _sweep_impl(
@@ -230,25 +264,40 @@ def _sweep_impl(
     init_fn,
     batch_size,
     length,
+    parallel_runs,
     state,
     params,
     learning_rates,
-    seeds,
+    seed_keys,
     inputs,
     targets,
     t0,
     steps,
 ):
-    init_keys, batch_keys = _seed_keys(seeds)
+    batch_keys = _split(seed_keys)[1]
     if state is None:
-        state = _sweep_start(init_fn, params, learning_rates, seeds)
+        state = _sweep_start(init_fn, params, learning_rates, seed_keys)
+    num_rates, num_seeds = learning_rates.shape[0], seed_keys.shape[0]
+    runs = num_rates * num_seeds
+    # Runs flattened in (k, s) order and padded with copies of run 0 to a multiple of the
+    # number run at once, so that the mapped function is traced (and compiled) once.
+    chunk = min(parallel_runs, runs)
+    padded = -(-runs // chunk) * chunk
+    order = jnp.arange(padded) % runs
+    per_run = (
+        jax.tree.map(lambda a: a.reshape(runs, *a.shape[2:])[order], state),
+        learning_rates[order // num_seeds],
+        batch_keys[order % num_seeds],
+    )
 
-    def run(state, learning_rate, batch_key):
+    def run(args):
+        run_state, learning_rate, batch_key = args
         return _chunk(
+            "sweep",
             objective_fn,
             batch_size,
             length,
-            state,
+            run_state,
             learning_rate,
             inputs,
             targets,
@@ -257,27 +306,33 @@ def _sweep_impl(
             steps,
         )
 
-    # Outer map over learning rates, inner over seeds: results are (K, S, ...).
-    over_seeds = jax.vmap(run, in_axes=(0, None, 0))
-    return jax.vmap(over_seeds, in_axes=(0, 0, None))(state, learning_rates, batch_keys)
+    if chunk == padded:  # all at once (GPU/TPU default)
+        out = jax.vmap(run)(per_run)
+    elif chunk == 1:  # one after another (CPU default): no batching copies at all
+        out = jax.lax.map(run, per_run)
+    else:
+        out = jax.lax.map(run, per_run, batch_size=chunk)
+    return jax.tree.map(lambda a: a[:runs].reshape(num_rates, num_seeds, *a.shape[1:]), out)
 
 
-_sweep_chunk = jax.jit(_sweep_impl, static_argnums=(0, 1, 2, 3))
+_sweep_chunk = jax.jit(_sweep_impl, static_argnums=(0, 1, 2, 3, 4))
 
 
-def _seed_keys(seeds):
-    keys = jax.vmap(lambda seed: jax.random.split(jax.random.key(seed)))(seeds)
+def _split(seed_keys):
+    keys = jax.vmap(jax.random.split)(seed_keys)
     return keys[:, 0], keys[:, 1]
 
 
-def _sweep_start(init_fn, params, learning_rates, seeds):
+def _sweep_start(init_fn, params, learning_rates, seed_keys):
     """The (K, S)-stacked initial state: `init_fn(init_key_s)` or `params` for every run."""
 
     def start(init_key):
         p = params if init_fn is None else init_fn(init_key)
+        if init_fn is not None:
+            _checks.float_params("sweep", p, "init_fn(key)")
         return _State(p, p, jnp.int32(-1))
 
-    per_seed = jax.vmap(start)(_seed_keys(seeds)[0])
+    per_seed = jax.vmap(start)(_split(seed_keys)[0])
     num_rates = learning_rates.shape[0]
     return jax.tree.map(lambda a: jnp.broadcast_to(a, (num_rates, *a.shape)), per_seed)
 
@@ -289,20 +344,10 @@ _sweep_start_jit = jax.jit(_sweep_start, static_argnums=(0,))
 # ---------------------------------------------------------------------------- argument checks
 
 
-def _positive_int(fn: str, name: str, value: Any) -> int:
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"jaxloss.{fn}: `{name}` must be an integer; got {value!r}.") from None
-    if number < 1:
-        raise ValueError(f"jaxloss.{fn}: `{name}` must be a positive integer; got {value!r}.")
-    return number
-
-
 def _batch_size(fn: str, batch_size: Any, n: int, key: Any) -> int | None:
     if batch_size is None:
         return None
-    batch_size = _positive_int(fn, "batch_size", batch_size)
+    batch_size = _checks.positive_int(fn, "batch_size", batch_size)
     if batch_size > n:
         raise ValueError(
             f"jaxloss.{fn}: `batch_size` must be at most the number of samples {n}; got "
@@ -317,13 +362,17 @@ def _batch_size(fn: str, batch_size: Any, n: int, key: Any) -> int | None:
 
 
 def _learning_rates(fn: str, name: str, value: Any, ndim: int) -> jax.Array:
+    if ndim == 0:
+        rates = _checks.scalar(fn, name, value)
+    else:
+        rates = _checks.real(fn, name, value)
+        if rates.ndim != 1 or rates.shape[0] == 0:
+            raise ValueError(
+                f"jaxloss.{fn}: `{name}` must be a non-empty 1-D array; got shape {rates.shape}."
+            )
+    _checks.in_range(fn, name, value, low=0.0)
     # One dtype for every call, so that a Python float and a NumPy scalar share one compilation.
-    rates = jnp.asarray(value, dtype=jnp.result_type(float))
-    if rates.ndim != ndim or (ndim == 1 and rates.shape[0] == 0):
-        what = "a scalar" if ndim == 0 else "a non-empty 1-D array"
-        raise ValueError(f"jaxloss.{fn}: `{name}` must be {what}; got shape {rates.shape}.")
-    in_range(fn, name, value, low=0.0)
-    return rates
+    return rates.astype(jnp.result_type(float))
 
 
 def _progress_bar(fn: str, total: int):
@@ -382,12 +431,16 @@ def fit(
 
     Args:
         objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
-        params: initial parameters, any pytree of floating arrays.
-        inputs, targets: the data set, arrays (or pytrees) with a shared leading axis N.
-        learning_rate: η ≥ 0, a scalar. New values do not recompile.
-        steps: number of steps, ≥ 1 (one compilation per value; the loop is not unrolled).
-        batch_size: None (full batch) or 1 ≤ batch_size ≤ N.
-        key: a `jax.random` key; required with `batch_size`, unused without.
+        params: initial parameters, any pytree of floating arrays (an integer or non-array leaf
+            is a TypeError).
+        inputs, targets: the data set, arrays (or pytrees) with a shared leading axis N ≥ 1.
+        learning_rate: η ≥ 0, a real scalar (not an array of another shape). New values do not
+            recompile.
+        steps: number of steps, an integer ≥ 1 (Python or NumPy int; not a bool or a float).
+            One compilation per value; the loop is not unrolled.
+        batch_size: None (full batch) or an integer 1 ≤ batch_size ≤ N.
+        key: a `jax.random` key (new-style or legacy uint32) or an int seed; required with
+            `batch_size`, unused without.
         progress: show a tqdm progress bar (needs `tqdm`, the `progress` extra); the scan then
             runs in 20 chunks with the bar updated between them.
 
@@ -395,16 +448,23 @@ def fit(
         `FitResult(params, losses (steps,), diverged_at (), final_loss ())`; see `FitResult`.
 
     Example:
-        >>> result = jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=500)
+        >>> x, y = jaxloss.spirals(64, classes=3, key=0)
+        >>> init_fn, apply_fn = jaxloss.mlp([2, 16, 3])
+        >>> f = jaxloss.objective(apply_fn, jaxloss.softmax_cross_entropy_with_integer_labels)
+        >>> result = jaxloss.fit(f, init_fn(jax.random.key(0)), x, y, learning_rate=0.5, steps=200)
         >>> result.losses[0], result.final_loss, int(result.diverged_at)
+        (Array(1.185..., dtype=float32), Array(0.91..., dtype=float32), -1)
 
     Reference: Robbins & Monro (1951) for the minibatch case; every step equals `jaxloss.sgd_step`
     (and hence `optax.sgd`) on the same batch.
     """
-    steps = _positive_int("fit", "steps", steps)
+    steps = _checks.positive_int("fit", "steps", steps)
+    _checks.float_params("fit", params)
     n = num_samples("fit", inputs, targets)
     batch_size = _batch_size("fit", batch_size, n, key)
     learning_rate = _learning_rates("fit", "learning_rate", learning_rate, ndim=0)
+    if key is not None:
+        key = _checks.prng_key("fit", "key", key)
     if batch_size is None:
         key = None
     state = _State(params, params, jnp.int32(-1))
@@ -412,6 +472,7 @@ def fit(
     def run_chunk(length, t0):
         nonlocal state
         state, losses, final = _fit_chunk(
+            "fit",
             objective_fn,
             batch_size,
             length,
@@ -440,26 +501,40 @@ def sweep(
     seeds: int | Sequence[int] | None = None,
     init_fn: Callable[[jax.Array], Any] | None = None,
     batch_size: int | None = None,
+    parallel_runs: int | None = None,
     progress: bool = False,
 ) -> SweepResult:
-    """`fit` for K learning rates × S seeds at once: one compiled program, `jax.vmap` over the scan.
+    """`fit` for K learning rates × S seeds at once, all K·S runs in one compiled program.
 
     Run (k, s) is exactly `fit(objective_fn, p_s, inputs, targets, learning_rate=learning_rates[k],
     steps=steps, batch_size=batch_size, key=batch_key_s)` with
     `init_key_s, batch_key_s = jax.random.split(jax.random.key(seeds[s]))` and
-    `p_s = init_fn(init_key_s)` (or `params` when no `init_fn` is given). Runs are independent:
-    a diverging learning rate stops only its own runs.
+    `p_s = init_fn(init_key_s)` (or `params` when no `init_fn` is given). A seed beyond 32 bits
+    gets the key `jax.random.key(seed)` gives with `jax_enable_x64` on (its high and low 32 bits),
+    whatever the x64 setting: every Python int seed in [-2**63, 2**63) is used exactly. Runs are
+    independent: a diverging learning rate stops only its own runs.
+
+    How the runs share the device: `parallel_runs` of them run at once (`jax.vmap`), in groups
+    one after another (`jax.lax.map`). On a CPU one at a time is fastest (vmapping the small
+    kernels of a step only adds layout copies); on a GPU/TPU all at once fills the device. Either
+    way it is one compilation, and new learning rates, seeds or data never recompile.
 
     Args:
         objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
-        params: initial parameters shared by every run, or None when `init_fn` is given.
-        inputs, targets: the data set, arrays (or pytrees) with a shared leading axis N.
+        params: initial parameters shared by every run (a pytree of floating arrays), or None
+            when `init_fn` is given.
+        inputs, targets: the data set, arrays (or pytrees) with a shared leading axis N ≥ 1.
         learning_rates: `(K,)`, every value ≥ 0. New values do not recompile.
-        steps: number of steps per run, ≥ 1.
-        seeds: integer seeds, or an int S for seeds `0 .. S-1`; None means the single seed 0.
-            They select `init_fn`'s initialisation and the minibatches.
+        steps: number of steps per run, an integer ≥ 1.
+        seeds: a sequence of integer seeds (any Python or NumPy int in [-2**63, 2**63)), or an
+            int S for seeds `0 .. S-1`; None means the single seed 0. They select `init_fn`'s
+            initialisation and the minibatches.
         init_fn: `init_fn(key) -> params` (e.g. from `jaxloss.mlp`) to re-initialise per seed.
-        batch_size: None (full batch) or 1 ≤ batch_size ≤ N.
+        batch_size: None (full batch) or an integer 1 ≤ batch_size ≤ N (the minibatch size).
+        parallel_runs: how many of the K·S runs are computed at once, an integer ≥ 1 (values
+            above K·S mean all of them; the runs are padded to a multiple of it). None (default)
+            picks by `jax.default_backend()`: 1 on CPU, all K·S on GPU/TPU. Results do not depend
+            on it beyond float roundoff.
         progress: show a tqdm progress bar (needs `tqdm`), updated between 20 chunks.
 
     Returns:
@@ -467,25 +542,36 @@ def sweep(
         the stacked `params` and `best()`.
 
     Example:
-        >>> result = jaxloss.sweep(f, None, x, y, learning_rates=jnp.logspace(-3, 1, 16),
-        ...                        steps=500, seeds=3, init_fn=init_fn)
-        >>> result.best()
+        >>> x, y = jaxloss.spirals(64, classes=3, key=0)
+        >>> init_fn, apply_fn = jaxloss.mlp([2, 16, 3])
+        >>> f = jaxloss.objective(apply_fn, jaxloss.softmax_cross_entropy_with_integer_labels)
+        >>> result = jaxloss.sweep(f, None, x, y, learning_rates=[0.01, 0.1, 1.0, 100.0],
+        ...                        steps=200, seeds=2, init_fn=init_fn)
+        >>> result.final_losses.shape, result.best()
+        ((4, 2), 1.0)
+        >>> result.seeds
+        array([0, 1])
+        >>> result.run(2, 1).final_loss  # learning rate 1.0, seed 1
+        Array(0.65..., dtype=float32)
 
     Reference: the learning-rate range test of Smith, "Cyclical Learning Rates for Training Neural
     Networks" (WACV 2017), run in parallel instead of along one run.
     """
-    steps = _positive_int("sweep", "steps", steps)
+    steps = _checks.positive_int("sweep", "steps", steps)
     n = num_samples("sweep", inputs, targets)
     batch_size = _batch_size("sweep", batch_size, n, None)
     rates = _learning_rates("sweep", "learning_rates", learning_rates, ndim=1)
-    seeds = _seeds(seeds)
+    seeds, seed_keys = _seeds(seeds)
     if (init_fn is None) == (params is None):
         raise ValueError(
             "jaxloss.sweep: give exactly one of `params` (shared initial parameters) and "
             "`init_fn` (re-initialise per seed); got "
             + ("both." if init_fn is not None else "neither.")
         )
-    state = _sweep_start_jit(init_fn, params, rates, seeds) if progress else None
+    if params is not None:
+        _checks.float_params("sweep", params)
+    parallel_runs = _parallel_runs(parallel_runs, rates.shape[0] * seeds.shape[0])
+    state = _sweep_start_jit(init_fn, params, rates, seed_keys) if progress else None
 
     def run_chunk(length, t0):
         nonlocal state
@@ -494,10 +580,11 @@ def sweep(
             init_fn,
             batch_size,
             length,
+            parallel_runs,
             state,
             params,
             rates,
-            seeds,
+            seed_keys,
             inputs,
             targets,
             jnp.int32(t0),
@@ -509,15 +596,27 @@ def sweep(
     return SweepResult(rates, seeds, losses, final, state.diverged_at, state.params)
 
 
-def _seeds(seeds: Any) -> jax.Array:
+def _parallel_runs(parallel_runs: Any, runs: int) -> int:
+    """How many runs to vmap at once: 1 on CPU (vmap only adds layout copies around small
+    kernels there), all of them on GPU/TPU; a user's value is clipped to `runs`, so that every
+    value from `runs` up shares one compilation."""
+    if parallel_runs is None:
+        return 1 if jax.default_backend() == "cpu" else runs
+    return min(_checks.positive_int("sweep", "parallel_runs", parallel_runs), runs)
+
+
+def _seeds(seeds: Any) -> tuple[np.ndarray, jax.Array]:
+    """The seeds as an exact int64 NumPy array, and their `(S,)` PRNG keys (built on the host:
+    a seed array inside the compiled program would be int32 and wrap seeds beyond 32 bits)."""
     if seeds is None:
-        return jnp.zeros((1,), jnp.int32)
-    if isinstance(seeds, (int, np.integer)):
-        return jnp.arange(_positive_int("sweep", "seeds", seeds), dtype=jnp.int32)
-    arr = np.asarray(seeds)
-    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        seeds = [0]
+    elif not isinstance(seeds, (Sequence, np.ndarray, jax.Array)) or np.ndim(seeds) == 0:
+        seeds = range(_checks.positive_int("sweep", "seeds", seeds))
+    elif np.ndim(seeds) != 1 or len(seeds) == 0:
         raise ValueError(
             "jaxloss.sweep: `seeds` must be an int S or a non-empty 1-D sequence of integer seeds; "
-            f"got {seeds!r}."
+            f"got shape {np.shape(seeds)}."
         )
-    return jnp.asarray(arr, jnp.int32)
+    exact = [_checks.integer("sweep", f"seeds[{i}]", s) for i, s in enumerate(seeds)]
+    keys = jnp.stack([_checks.seed_key("sweep", f"seeds[{i}]", s) for i, s in enumerate(exact)])
+    return np.asarray(exact, np.int64), keys

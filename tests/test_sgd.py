@@ -21,7 +21,7 @@ THETA_STAR = np.array([1.0, -2.0, 0.5])
 THETA_0 = np.zeros(3)
 
 
-def quadratic_data(dtype=np.float64):
+def quadratic_data(dtype=np.float32):
     x = np.diag(np.sqrt(LAMBDAS)).astype(dtype)
     return jnp.asarray(x), jnp.asarray(x @ THETA_STAR.astype(dtype))
 
@@ -41,17 +41,21 @@ def quadratic_reference(eta, steps):
 
 @pytest.fixture(scope="module")
 def mlp_problem():
-    init_fn, apply_fn = jaxloss.mlp([2, 4, 3], dtype=jnp.float64)
+    # float32, as users run it (float64 tests cast inside their x64 context).
+    init_fn, apply_fn = jaxloss.mlp([2, 4, 3])
     init_fn = jax.jit(init_fn)  # eager initialisation is slow; sweep takes a jitted one too
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(12, 2)))
-    y = jnp.asarray((x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
-    return init_fn, jaxloss.objective(apply_fn, ce), x, y
+    x = rng.normal(size=(12, 2)).astype(np.float32)
+    y = ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0)).astype(np.int32)
+    return init_fn, jaxloss.objective(apply_fn, ce), jnp.asarray(x), jnp.asarray(y)
 
 
 # Shared by the tests so that equal shapes compile once.
 jit_step = jax.jit(jaxloss.sgd_step, static_argnums=0)
 STEPS, BATCH = 6, 5
+# The same float32 computation done two ways (scan vs. step by step, vmapped vs. not) may differ
+# by a few roundings.
+F32 = dict(rtol=1e-5, atol=1e-6)
 
 
 def tree_equal(a, b):
@@ -78,7 +82,9 @@ def test_sgd_step_is_optax_sgd_bit_for_bit_unjitted(mlp_problem):
     assert loss == f(params, x, y)  # the loss at the OLD params
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize(
+    "dtype", [jnp.float32, pytest.param(jnp.float64, marks=pytest.mark.x64, id="float64")]
+)
 def test_sgd_step_is_optax_sgd_bit_for_bit_jitted_and_vmapped(mlp_problem, dtype):
     init_fn, f, x, y = mlp_problem
     params = jax.tree.map(lambda a: a.astype(dtype), init_fn(jax.random.key(0)))
@@ -94,9 +100,10 @@ def test_sgd_step_is_optax_sgd_bit_for_bit_jitted_and_vmapped(mlp_problem, dtype
     batched, losses = jax.jit(jax.vmap(lambda r: jaxloss.sgd_step(f, params, x, y, r)))(rates)
     chex.assert_shape(losses, (2,))
     assert tree_equal(jax.tree.map(lambda a: a[0], batched), params)  # η = 0 changes nothing
-    chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], batched), new, rtol=1e-6)
+    chex.assert_trees_all_close(jax.tree.map(lambda a: a[1], batched), new, **F32)
 
 
+@pytest.mark.x64
 def test_sgd_step_keeps_float32_with_float64_learning_rate(mlp_problem):
     init_fn, f, x, y = mlp_problem
     params = jax.tree.map(lambda a: a.astype(jnp.float32), init_fn(jax.random.key(0)))
@@ -104,24 +111,76 @@ def test_sgd_step_keeps_float32_with_float64_learning_rate(mlp_problem):
     chex.assert_trees_all_equal_dtypes(new, params)
 
 
+def test_sgd_step_rejects_a_non_scalar_learning_rate(mlp_problem):
+    init_fn, f, x, y = mlp_problem
+    params = init_fn(jax.random.key(0))
+    # (3,) would broadcast over the (3,) output bias and fail elsewhere: never accepted.
+    with pytest.raises(
+        ValueError, match=r"jaxloss.sgd_step: `learning_rate` must be a scalar; got"
+    ):
+        jaxloss.sgd_step(f, params, x, y, jnp.asarray([0.1, 0.2, 0.3]))
+    with pytest.raises(TypeError, match=r"jaxloss.sgd_step: `learning_rate` must be real"):
+        jaxloss.sgd_step(f, params, x, y, 0.1 + 0j)
+    with pytest.raises(ValueError, match=r"jaxloss.fit: `learning_rate` must be a scalar"):
+        jaxloss.fit(f, params, x, y, learning_rate=jnp.ones(3), steps=2)
+
+
+def test_integer_and_string_params_are_a_clear_type_error(mlp_problem):
+    init_fn, f, x, y = mlp_problem
+    int_params = jax.tree.map(lambda a: a.astype(jnp.int32), init_fn(jax.random.key(0)))
+    msg = r"`params` must be a non-empty pytree of floating-point arrays.*int32"
+    with pytest.raises(TypeError, match=r"jaxloss.sgd_step: " + msg):
+        jaxloss.sgd_step(f, int_params, x, y, 0.1)
+    with pytest.raises(TypeError, match=r"jaxloss.fit: " + msg):
+        jaxloss.fit(f, int_params, x, y, learning_rate=0.1, steps=2)
+    with pytest.raises(TypeError, match=r"jaxloss.sweep: " + msg):
+        jaxloss.sweep(f, int_params, x, y, learning_rates=[0.1], steps=2)
+    with pytest.raises(TypeError, match=r"jaxloss.fit: `params`.*types \['str'\]"):
+        jaxloss.fit(lambda p, x, y: 0.0, {"a": "w"}, x, y, learning_rate=0.1, steps=2)
+    int_init = lambda key: jax.tree.map(lambda a: a.astype(jnp.int32), init_fn(key))  # noqa: E731
+    with pytest.raises(TypeError, match=r"jaxloss.sweep: `init_fn\(key\)` must be a non-empty"):
+        jaxloss.sweep(f, None, x, y, learning_rates=[0.1], steps=2, init_fn=int_init)
+
+
+def test_empty_data_set_is_a_value_error_naming_the_function(mlp_problem):
+    init_fn, f, x, y = mlp_problem
+    params = init_fn(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"jaxloss.fit: `inputs` must have at least one entry"):
+        jaxloss.fit(f, params, x[:0], y[:0], learning_rate=0.1, steps=2)
+    # The error comes from the shared fit/sweep core's checks, and names `sweep`.
+    with pytest.raises(ValueError, match=r"jaxloss.sweep: `inputs` must have at least one entry"):
+        jaxloss.sweep(f, params, x[:0], y[:0], learning_rates=[0.1], steps=2)
+
+
 # ---------------------------------------------------------------------------- fit: theory
 
 
+# float32 as users run it, against the float64 NumPy reference at float32 tolerance (the error
+# θ − θ* is a difference of O(1) numbers: absolute roundoff ~1e-7); float64 tightly.
+DTYPES = [
+    pytest.param(np.float32, dict(rtol=2e-5, atol=1e-6), id="float32"),
+    pytest.param(np.float64, dict(rtol=1e-10, atol=1e-14), id="float64", marks=pytest.mark.x64),
+]
+
+
+@pytest.mark.parametrize("dtype, tol", DTYPES)
 @pytest.mark.parametrize("eta", [0.1, 0.3, 0.45])
-def test_fit_contracts_by_one_minus_eta_lambda(eta):
-    x, y = quadratic_data()
+def test_fit_contracts_by_one_minus_eta_lambda(eta, dtype, tol):
+    x, y = quadratic_data(dtype)
     steps = 40
-    result = jaxloss.fit(quadratic, jnp.asarray(THETA_0), x, y, learning_rate=eta, steps=steps)
+    theta0 = jnp.asarray(THETA_0.astype(dtype))
+    result = jaxloss.fit(quadratic, theta0, x, y, learning_rate=eta, steps=steps)
+    assert result.params.dtype == result.losses.dtype == dtype
     errors, losses = quadratic_reference(eta, steps)
     chex.assert_shape(result.losses, (steps,))
     # losses[t] is the loss BEFORE step t; final_loss the loss after the last one.
-    chex.assert_trees_all_close(result.losses, losses[:-1], rtol=1e-12)
-    chex.assert_trees_all_close(result.final_loss, losses[-1], rtol=1e-10)
-    chex.assert_trees_all_close(result.params - THETA_STAR, errors[-1], rtol=1e-10, atol=1e-14)
+    chex.assert_trees_all_close(result.losses, losses[:-1], **tol)
+    chex.assert_trees_all_close(result.final_loss, losses[-1], **tol)
+    chex.assert_trees_all_close(result.params - THETA_STAR, errors[-1], **tol)
     # Per eigen-direction the error shrinks by exactly |1 − ηλ| per step.
-    e = np.abs(np.asarray(result.params) - THETA_STAR)
+    e = np.abs(np.asarray(result.params, np.float64) - THETA_STAR)
     expected = np.abs(1 - eta * LAMBDAS) ** steps
-    chex.assert_trees_all_close(e / np.abs(THETA_0 - THETA_STAR), expected, rtol=1e-6, atol=1e-14)
+    chex.assert_trees_all_close(e / np.abs(THETA_0 - THETA_STAR), expected, **tol)
     assert int(result.diverged_at) == -1
 
 
@@ -178,7 +237,7 @@ def test_blow_up_on_the_last_step_counts_as_divergence():
 
 def test_initial_non_finite_loss_keeps_initial_params():
     x, y = quadratic_data()
-    theta0 = jnp.asarray([np.inf, 0.0, 0.0])
+    theta0 = jnp.asarray([np.inf, 0.0, 0.0], jnp.float32)
     result = jaxloss.fit(quadratic, theta0, x, y, learning_rate=0.1, steps=3)
     assert int(result.diverged_at) == 0
     assert tree_equal(result.params, theta0)
@@ -202,14 +261,21 @@ def test_fit_steps_equal_sgd_steps_full_and_minibatch(mlp_problem):
     p_full, p_mini = params, params
     for t in range(STEPS):
         p_full, loss = jit_step(f, p_full, x, y, 0.5)
-        chex.assert_trees_all_close(full.losses[t], loss, rtol=1e-12)
+        chex.assert_trees_all_close(full.losses[t], loss, **F32)
         p_mini, loss = jit_step(f, p_mini, x[batches[t]], y[batches[t]], 0.5)
-        chex.assert_trees_all_close(mini.losses[t], loss, rtol=1e-12)
-    chex.assert_trees_all_close(full.params, p_full, rtol=1e-12)
-    chex.assert_trees_all_close(mini.params, p_mini, rtol=1e-12)
-    chex.assert_trees_all_close(mini.final_loss, jax.jit(f)(p_mini, x, y), rtol=1e-12)
+        chex.assert_trees_all_close(mini.losses[t], loss, **F32)
+    chex.assert_trees_all_close(full.params, p_full, **F32)
+    chex.assert_trees_all_close(mini.params, p_mini, **F32)
+    chex.assert_trees_all_close(mini.final_loss, jax.jit(f)(p_mini, x, y), **F32)
+    # An int seed is a key: fit(key=7) is fit(key=jax.random.key(7)); so is a legacy key.
+    for key in (7, np.int64(7)):
+        seeded = jaxloss.fit(
+            f, params, x, y, learning_rate=0.5, steps=np.int64(STEPS), batch_size=BATCH, key=key
+        )
+        chex.assert_trees_all_close(seeded, mini, rtol=0, atol=0)
 
 
+@pytest.mark.x64  # a float64 leaf among float32 and bfloat16 ones
 def test_fit_keeps_mixed_dtypes_and_matches_sgd_step():
     # Leaves of several dtypes (the scan carries one flat vector per dtype).
     params = {
@@ -260,7 +326,7 @@ def test_progress_bar_gives_the_same_run(mlp_problem, capsys):
     kwargs = dict(learning_rate=0.5, steps=STEPS, batch_size=BATCH, key=jax.random.key(1))
     plain = jaxloss.fit(f, params, x, y, **kwargs)
     shown = jaxloss.fit(f, params, x, y, progress=True, **kwargs)  # STEPS chunks of one step
-    chex.assert_trees_all_close(shown, plain, rtol=1e-12)
+    chex.assert_trees_all_close(shown, plain, **F32)
     assert f"{STEPS}/{STEPS}" in capsys.readouterr().err
 
 
@@ -274,10 +340,19 @@ def test_progress_without_tqdm_is_a_clear_error(mlp_problem, monkeypatch):
 def test_fit_static_errors(mlp_problem):
     init_fn, f, x, y = mlp_problem
     params = init_fn(jax.random.key(0))
-    with pytest.raises(ValueError, match=r"jaxloss.fit: `steps` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"jaxloss.fit: `steps` must lie in \[1, inf\]; got 0"):
         jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=0)
-    with pytest.raises(TypeError, match=r"jaxloss.fit: `steps` must be an integer; got 2.5"):
-        jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=2.5)
+    # One rule: a float or a bool is not an integer (a TypeError), NumPy ints are (see above).
+    for steps in (2.5, 2.0, True):
+        with pytest.raises(
+            TypeError, match=rf"jaxloss.fit: `steps` must be an integer; got {steps}"
+        ):
+            jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=steps)
+    for key in (0.5, True, "0"):
+        with pytest.raises(TypeError, match=r"jaxloss.fit: `key` must be a jax.random key or an"):
+            jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=2, batch_size=4, key=key)
+    with pytest.raises(TypeError, match=r"jaxloss.fit: `batch_size` must be an integer; got 4.0"):
+        jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=2, batch_size=4.0, key=0)
     with pytest.raises(ValueError, match=r"`learning_rate` must lie in \[0, inf\]; got -0.1"):
         jaxloss.fit(f, params, x, y, learning_rate=-0.1, steps=2)
     with pytest.raises(ValueError, match=r"`learning_rate` must be a scalar; got shape \(2,\)"):
@@ -295,8 +370,11 @@ def test_fit_static_errors(mlp_problem):
 # ------------------------------------------------------------------------------------ sweep
 
 
-def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem):
+# 4 rates × 2 seeds = 8 runs: one at a time (the CPU default), 3 at a time (padded to 9), all.
+@pytest.mark.parametrize("parallel_runs", [1, 3, 8])
+def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem, parallel_runs):
     init_fn, f, x, y = mlp_problem
+    chex.clear_trace_counter()  # chex counts per function code: reset per parameter
     count = {"n": 0}
 
     def counted(params, x, y):
@@ -317,6 +395,7 @@ def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem):
         seeds=seeds,
         init_fn=init_fn,
         batch_size=BATCH,
+        parallel_runs=parallel_runs,
     )
     chex.assert_shape(result.losses, (4, 2, STEPS))
     chex.assert_shape([result.final_losses, result.diverged_at], (4, 2))
@@ -328,7 +407,7 @@ def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem):
             alone = jaxloss.fit(
                 f, params, x, y, learning_rate=lr, steps=STEPS, batch_size=BATCH, key=batch_key
             )
-            chex.assert_trees_all_close(result.run(k, s), alone, rtol=1e-10, atol=1e-14)
+            chex.assert_trees_all_close(result.run(k, s), alone, **F32)
     assert np.all(np.asarray(result.diverged_at)[:3] == -1)
     assert np.all(np.asarray(result.diverged_at)[3] >= 0)
     assert result.best() in rates[:3]
@@ -343,8 +422,40 @@ def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem):
         seeds=np.array([5, 6]),
         init_fn=init_fn,
         batch_size=BATCH,
+        parallel_runs=parallel_runs,
     )
     assert count["n"] == 2
+
+
+def test_parallel_runs_default_by_backend(monkeypatch):
+    assert jaxloss.sgd._parallel_runs(None, 12) == (1 if jax.default_backend() == "cpu" else 12)
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert jaxloss.sgd._parallel_runs(None, 12) == 1
+    for backend in ("gpu", "tpu"):
+        monkeypatch.setattr(jax, "default_backend", lambda backend=backend: backend)
+        assert jaxloss.sgd._parallel_runs(None, 12) == 12
+    # A user's value is kept, above K·S clipped (one compilation for all of them).
+    assert jaxloss.sgd._parallel_runs(np.int64(5), 12) == 5
+    assert jaxloss.sgd._parallel_runs(100, 12) == 12
+
+
+@pytest.mark.x64  # the reference keys: jax.random.key(seed) is exact for 64-bit seeds with x64
+def test_sweep_seeds_beyond_32_bits_are_exact():
+    x, y = quadratic_data()
+    theta0 = jnp.asarray(THETA_0, jnp.float32)
+    seeds = [0, 2**40, 2**63 - 1]  # 2**40 used to wrap to 0 (the same run twice)
+    result = jaxloss.sweep(
+        quadratic, theta0, x, y, learning_rates=[0.1], steps=4, seeds=seeds, batch_size=1
+    )
+    assert result.seeds.dtype == np.int64 and result.seeds.tolist() == seeds
+    for s, seed in enumerate(seeds):
+        batch_key = jax.random.split(jax.random.key(seed))[1]
+        alone = jaxloss.fit(
+            quadratic, theta0, x, y, learning_rate=0.1, steps=4, batch_size=1, key=batch_key
+        )
+        chex.assert_trees_all_close(result.run(0, s), alone, **F32)
+    # Different seeds, different minibatches: the runs differ.
+    assert not np.array_equal(result.losses[0, 0], result.losses[0, 1])
 
 
 def test_sweep_shared_params_and_progress(mlp_problem, capsys):
@@ -355,11 +466,11 @@ def test_sweep_shared_params_and_progress(mlp_problem, capsys):
     chex.assert_shape(plain.losses, (2, 1, STEPS))
     np.testing.assert_array_equal(plain.seeds, [0])
     alone = jaxloss.fit(f, params, x, y, learning_rate=1.0, steps=STEPS)
-    chex.assert_trees_all_close(plain.run(1), alone, rtol=1e-10)
+    chex.assert_trees_all_close(plain.run(1), alone, **F32)
     assert plain.best() == 1.0
     pytest.importorskip("tqdm")
     shown = jaxloss.sweep(f, params, x, y, learning_rates=rates, steps=STEPS, progress=True)
-    chex.assert_trees_all_close(shown, plain, rtol=1e-12)
+    chex.assert_trees_all_close(shown, plain, **F32)
     assert f"{STEPS}/{STEPS}" in capsys.readouterr().err
 
 
@@ -384,6 +495,27 @@ def test_sweep_result_best():
         result([[np.nan], [np.nan], [np.nan]], [[0], [1], [2]]).best()
 
 
+def test_sweep_result_run_indices():
+    final = np.arange(6.0).reshape(3, 2)  # final[k, s] = 2k + s identifies the row
+    result = jaxloss.SweepResult(
+        learning_rates=np.array([0.01, 0.1, 1.0]),
+        seeds=np.arange(2),
+        losses=np.zeros((3, 2, 1)),
+        final_losses=final,
+        diverged_at=-np.ones((3, 2), int),
+        params={"w": final},
+    )
+    assert result.run(2, 1).final_loss == 5.0 and result.run(2, 1).params["w"] == 5.0
+    assert result.run(np.int64(1)).final_loss == 2.0  # s defaults to 0
+    # Negative indices count from the end, as in Python.
+    assert result.run(-1, -2).final_loss == 4.0 and result.run(-3, -1).final_loss == 1.0
+    for k, s in ((3, 0), (-4, 0), (0, 2), (0, -3)):  # used to be clamped to the last row
+        with pytest.raises(IndexError, match=r"jaxloss.SweepResult.run: `[ks]` must lie in"):
+            result.run(k, s)
+    with pytest.raises(TypeError, match=r"SweepResult.run: `k` must be an integer; got 0.5"):
+        result.run(0.5)
+
+
 def test_sweep_static_errors(mlp_problem):
     init_fn, f, x, y = mlp_problem
     params = init_fn(jax.random.key(0))
@@ -395,7 +527,16 @@ def test_sweep_static_errors(mlp_problem):
         jaxloss.sweep(f, params, x, y, learning_rates=0.1, steps=2)
     with pytest.raises(ValueError, match=r"`learning_rates` must lie in \[0, inf\]"):
         jaxloss.sweep(f, params, x, y, learning_rates=[0.1, -1.0], steps=2)
+    with pytest.raises(TypeError, match=r"jaxloss.sweep: `seeds\[1\]` must be an integer; got 0.5"):
+        jaxloss.sweep(f, params, x, y, learning_rates=[0.1], steps=2, seeds=[1, 0.5])
     with pytest.raises(ValueError, match=r"`seeds` must be an int S or a non-empty 1-D"):
-        jaxloss.sweep(f, params, x, y, learning_rates=[0.1], steps=2, seeds=[0.5])
-    with pytest.raises(ValueError, match=r"jaxloss.sweep: `seeds` must be a positive integer"):
+        jaxloss.sweep(f, params, x, y, learning_rates=[0.1], steps=2, seeds=[])
+    with pytest.raises(ValueError, match=r"jaxloss.sweep: `seeds` must lie in \[1, inf\]; got 0"):
         jaxloss.sweep(f, params, x, y, learning_rates=[0.1], steps=2, seeds=0)
+    with pytest.raises(ValueError, match=r"jaxloss.sweep: `seeds\[0\]` must lie in"):
+        jaxloss.sweep(f, params, x, y, learning_rates=[0.1], steps=2, seeds=[2**64])
+    with pytest.raises(TypeError, match=r"jaxloss.sweep: `steps` must be an integer; got True"):
+        jaxloss.sweep(f, params, x, y, learning_rates=[0.1], steps=True)
+    for bad, exc in ((0, ValueError), (2.0, TypeError), (True, TypeError)):
+        with pytest.raises(exc, match=r"jaxloss.sweep: `parallel_runs` must"):
+            jaxloss.sweep(f, params, x, y, learning_rates=[0.1], steps=2, parallel_runs=bad)
