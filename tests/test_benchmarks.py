@@ -1,0 +1,218 @@
+"""The benchmark harness `benchmarks/run.py` runs end to end on tiny sizes and writes every row.
+
+Speed is measured by the harness, never asserted here: these tests check its plumbing (rows,
+finite positive times, ratios that are the quotients of the times, the JSON and the table).
+"""
+
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import pathlib
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import jaxloss
+
+RUN_PY = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+# The loss rows the issue asks for, one per public jaxloss loss (kept by hand: a new loss must get
+# a row; `test_every_public_loss_has_a_row` catches one that does not).
+LOSS_ROWS = {
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+    "integer_cross_entropy_smoothed_0.1",
+    "softmax_focal_loss",
+    "softmax_focal_loss_with_integer_labels",
+    "squared_error",
+    "mse",
+    "rmse",
+    "absolute_error",
+    "mae",
+    "huber_loss",
+    "dice_loss",
+    "tversky_loss",
+    "jaccard_loss",
+    "bernoulli_nll",
+    "categorical_nll",
+    "gaussian_nll",
+    "laplace_nll",
+    "mined_cross_entropy",
+}
+# Rows with an optax (or one-line jnp) baseline and with a PyTorch equivalent.
+WITH_BASELINE = LOSS_ROWS - {
+    "softmax_focal_loss",
+    "softmax_focal_loss_with_integer_labels",
+    "gaussian_nll",
+    "laplace_nll",
+    "mined_cross_entropy",
+}
+WITH_TORCH = {
+    "sigmoid_binary_cross_entropy",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+    "integer_cross_entropy_smoothed_0.1",
+    "squared_error",
+    "mse",
+    "rmse",
+    "absolute_error",
+    "mae",
+    "huber_loss",
+    "bernoulli_nll",
+    "categorical_nll",
+    "gaussian_nll",
+}
+FLOOR_ROWS = {"floor_sum", "floor_softmax"}
+TRAINING_ROWS = {"fit", "sweep", "taylor_check"}
+SIZE = "16x4"
+
+
+def _load_harness():
+    # benchmarks/ is not a package: load run.py from its path, as `python benchmarks/run.py` would.
+    spec = importlib.util.spec_from_file_location("jaxloss_benchmarks_run", RUN_PY)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def harness():
+    return _load_harness()
+
+
+def _main(harness, argv):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = harness.main(argv)
+    return result, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick(harness, tmp_path_factory):
+    """One --quick run of every row at a tiny size: (returned dict, JSON on disk, printed text)."""
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    # Nothing is timed here, so let XLA skip most optimisations: it halves the compile time.
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        argv = ["--quick", "--sizes", SIZE, "--repeats", "2", "--json", str(path)]
+        result, printed = _main(harness, argv)
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+    return result, json.loads(path.read_text()), printed
+
+
+def _rows(data):
+    return {row["name"]: row for row in data["rows"]}
+
+
+def test_every_row_is_in_the_json(quick):
+    result, data, _ = quick
+    assert data == result  # what main returns is what it wrote
+    rows = _rows(data)
+    assert set(rows) == LOSS_ROWS | FLOOR_ROWS | TRAINING_ROWS
+    assert len(data["rows"]) == len(rows)  # one size, so one row per name
+    for name in LOSS_ROWS | FLOOR_ROWS:
+        assert rows[name]["size"] == SIZE
+    assert {r["group"] for r in data["rows"]} == {"losses", "floors", "training"}
+
+
+def test_every_public_loss_has_a_row():
+    loss_modules = {"jaxloss.regression", "jaxloss.classification", "jaxloss.segmentation"}
+    loss_modules |= {"jaxloss.likelihood", "jaxloss.mining"}
+    not_losses = {"smooth_labels", "hard_negative_mask", "ohem_mask"}
+    public = {
+        name
+        for name in jaxloss.__all__
+        if getattr(jaxloss, name).__module__ in loss_modules and name not in not_losses
+    }
+    assert public <= LOSS_ROWS
+
+
+def test_times_are_finite_and_positive(quick):
+    _, data, _ = quick
+    for row in data["rows"]:
+        for what, value in [*row["ms"].items(), *row["compile_s"].items()]:
+            assert math.isfinite(value) and value > 0, (row["name"], what, value)
+        for what, value in row.get("temp_mib", {}).items():
+            assert math.isfinite(value) and value >= 0, (row["name"], what, value)
+
+
+def test_ratios_are_the_quotients_of_the_times(quick):
+    _, data, _ = quick
+    for row in data["rows"]:
+        for key, value in row["ratios"].items():
+            numerator, denominator = key.split("/")
+            expected = row["ms"][numerator] / row["ms"][denominator]
+            assert value == pytest.approx(expected, rel=1e-12), (row["name"], key)
+
+
+def test_each_row_has_its_comparisons(quick, harness):
+    _, data, _ = quick
+    rows = _rows(data)
+    torch_installed = harness.torch is not None
+    for name in LOSS_ROWS:
+        row = rows[name]
+        expected = {"jaxloss/floor"}
+        if name in WITH_BASELINE:
+            expected.add("baseline/jaxloss")
+            assert set(row["temp_mib"]) == set(row["compile_s"]) == {"jaxloss", "baseline"}
+        else:
+            assert row["baseline"] == "—" and "baseline" not in row["ms"]
+        if name in WITH_TORCH and torch_installed:
+            expected.add("torch/jaxloss")
+        elif name in WITH_TORCH:
+            assert row["torch"] == "not installed" and "torch" not in row["ms"]
+        else:
+            assert row["torch"] == "—"
+        assert set(row["ratios"]) == expected, name
+        assert row["floor"] in {"sum", "softmax"}
+    for name in TRAINING_ROWS:
+        assert "baseline/jaxloss" in rows[name]["ratios"]
+    assert ("torch/jaxloss" in rows["fit"]["ratios"]) == torch_installed
+
+
+def test_meta_and_printed_table(quick):
+    _, data, printed = quick
+    meta = data["meta"]
+    assert meta["jax"] == jax.__version__ and meta["repeats"] == 2 and meta["sizes"] == [SIZE]
+    assert meta["cpu_count"] >= 1 and meta["backend"] == jax.default_backend()
+    assert "--quick" in meta["command"]
+    header, *body = printed.splitlines()
+    assert header.startswith(f"jax {jax.__version__}, optax ")
+    table = [line for line in body if line.startswith("| ")]
+    assert len(table) == 1 + len(data["rows"])  # the column header, then one line per row
+    for line, row in zip(table[1:], data["rows"]):
+        assert line.startswith(f"| {row['name']} | {row['size']} |")
+
+
+def test_only_selects_by_name_or_group(harness, tmp_path):
+    path = tmp_path / "only.json"
+    result, _ = _main(harness, ["--only", "floor_sum", "--sizes", "8x2", "--json", str(path)])
+    assert [r["name"] for r in result["rows"]] == ["floor_sum"]
+    assert harness._selected(["losses"], "losses", "mse")
+    assert harness._selected(["softmax"], "losses", "softmax_focal_loss")
+    assert not harness._selected(["training"], "losses", "mse")
+    with pytest.raises(SystemExit, match="no row matches"):
+        _main(harness, ["--only", "no-such-row", "--json", str(path)])
+
+
+@pytest.mark.parametrize("sizes", ["4096", "4096x1", "ax3", "0x8"])
+def test_bad_sizes_are_rejected(harness, sizes, capsys):
+    with pytest.raises(SystemExit):
+        harness.parse_args(["--sizes", sizes])
+    assert "--sizes" in capsys.readouterr().err
+
+
+def test_pairs_that_disagree_are_not_timed(harness):
+    same = (np.float32(2.0), np.ones(3, np.float32))
+    harness._agree("row", "optax", same, (2.0001, np.ones(3)), rtol=1e-3)
+    with pytest.raises(AssertionError, match="row: jaxloss and optax disagree \\(gradient"):
+        harness._agree("row", "optax", same, (2.0, np.zeros(3) + 0.5), rtol=1e-3)
