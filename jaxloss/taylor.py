@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss._checks import in_range
+from jaxloss import _checks
 from jaxloss.objective import num_samples
 
 # Default grid: 64 values η_ref·10^[-8, 2], η_ref = ‖g‖²/|gᵀHg| (the quadratic model's best η).
@@ -42,16 +42,6 @@ REGIMES = ("roundoff", "first_order", "curvature", "increase", "non_finite")
 
 def _vdot(a: Any, b: Any) -> jax.Array:
     return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-
-
-def _params_dtype(fn: str, params: Any) -> jnp.dtype:
-    leaves = jax.tree.leaves(params)
-    if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.floating) for x in leaves):
-        raise TypeError(
-            f"jaxloss.{fn}: `params` must be a non-empty pytree of floating-point arrays; got "
-            f"dtypes {[str(jnp.result_type(x)) for x in leaves]}."
-        )
-    return jnp.result_type(*leaves)
 
 
 def _hvp(f: Callable[[Any], jax.Array], params: Any, vector: Any) -> Any:
@@ -72,18 +62,51 @@ def hessian_vector_product(
         objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
         params: θ, a pytree of floating arrays.
         inputs, targets: the data passed to `objective_fn`.
-        vector: v, a pytree with the structure, shapes and dtypes of `params`.
+        vector: v, a pytree with the structure, shapes and dtypes of `params` (another
+            structure or shape is a ValueError, another dtype a TypeError).
 
     Returns:
         `H v`, a pytree like `params`.
 
     Example:
-        >>> hv = jaxloss.hessian_vector_product(f, params, x, y, params)
+        >>> x, y = jaxloss.spirals(64, classes=3, key=0)
+        >>> init_fn, apply_fn = jaxloss.mlp([2, 16, 3])
+        >>> f = jaxloss.objective(apply_fn, jaxloss.softmax_cross_entropy_with_integer_labels)
+        >>> params = init_fn(jax.random.key(0))
+        >>> hvp = jax.jit(jaxloss.hessian_vector_product, static_argnums=0)  # compiled once
+        >>> hv = hvp(f, params, x, y, params)
+        >>> jax.tree.map(jnp.shape, hv)
+        [{'b': (16,), 'w': (2, 16)}, {'b': (3,), 'w': (16, 3)}]
 
     Reference: Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6 (1994);
     computed forward-over-reverse as in the JAX autodiff cookbook.
     """
+    fn = "hessian_vector_product"
+    _checks.float_params(fn, params)
+    _same_tree(fn, params, vector)
     return _hvp(lambda p: objective_fn(p, inputs, targets), params, vector)
+
+
+def _same_tree(fn: str, params: Any, vector: Any) -> None:
+    """`vector` must be a tangent of `params`: same structure, shapes and dtypes."""
+    p_leaves, p_tree = jax.tree.flatten(params)
+    v_leaves, v_tree = jax.tree.flatten(vector)
+    if p_tree != v_tree:
+        raise ValueError(
+            f"jaxloss.{fn}: `vector` must have the pytree structure of `params` {p_tree}; got "
+            f"{v_tree}."
+        )
+    for i, (p, v) in enumerate(zip(p_leaves, v_leaves)):
+        if jnp.shape(p) != jnp.shape(v):
+            raise ValueError(
+                f"jaxloss.{fn}: `vector` leaf {i} must have the shape of the params leaf "
+                f"{jnp.shape(p)}; got {jnp.shape(v)}."
+            )
+        if jnp.result_type(p) != jnp.result_type(v):
+            raise TypeError(
+                f"jaxloss.{fn}: `vector` leaf {i} must have the dtype of the params leaf "
+                f"{jnp.result_type(p)}; got {jnp.result_type(v)}."
+            )
 
 
 def _top_eigenvalue(objective_fn, params, inputs, targets, iters, key):
@@ -129,25 +152,29 @@ def top_hessian_eigenvalue(
         objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
         params: θ, a pytree of floating arrays.
         inputs, targets: the data passed to `objective_fn`.
-        iters: number of power iterations, ≥ 1 (new values do not recompile).
-        key: a `jax.random` key for the random start.
+        iters: number of power iterations, an integer ≥ 1 (new values do not recompile).
+        key: a `jax.random` key (or an int seed) for the random start.
 
     Returns:
         `()` λ in the parameters' dtype.
 
     Example:
-        >>> lam = jaxloss.top_hessian_eigenvalue(f, params, x, y, key=jax.random.key(0))
-        >>> stable_below = 2 / lam
+        >>> x, y = jaxloss.spirals(64, classes=3, key=0)
+        >>> init_fn, apply_fn = jaxloss.mlp([2, 16, 3])
+        >>> f = jaxloss.objective(apply_fn, jaxloss.softmax_cross_entropy_with_integer_labels)
+        >>> lam = jaxloss.top_hessian_eigenvalue(f, init_fn(jax.random.key(0)), x, y, key=0)
+        >>> lam, 2 / lam  # full-batch gradient descent is stable below about 2/λ
+        (Array(0.60..., dtype=float32), Array(3.3..., dtype=float32))
 
     Reference: von Mises power iteration (Golub & Van Loan, *Matrix Computations*, §7.3); the
     2/λ_max bound e.g. Cohen et al., "Gradient descent on neural networks typically occurs at the
     edge of stability" (ICLR 2021).
     """
-    _params_dtype("top_hessian_eigenvalue", params)
-    if not isinstance(iters, (int, np.integer)) or iters < 1:
-        raise ValueError(
-            f"jaxloss.top_hessian_eigenvalue: `iters` must be a positive integer; got {iters!r}."
-        )
+    fn = "top_hessian_eigenvalue"
+    _checks.float_params(fn, params)
+    num_samples(fn, inputs, targets)
+    iters = _checks.integer(fn, "iters", iters, low=1, high=2**31 - 1)  # a traced int32
+    key = _checks.prng_key(fn, "key", key)
     return _top_eigenvalue_jit(objective_fn, params, inputs, targets, jnp.int32(iters), key)
 
 
@@ -315,17 +342,25 @@ def taylor_check(
         `report.to_dict()` for JSON.
 
     Example:
-        >>> report = jaxloss.taylor_check(f, params, x, y)
+        >>> x, y = jaxloss.spirals(64, classes=3, key=0)
+        >>> init_fn, apply_fn = jaxloss.mlp([2, 16, 3])
+        >>> f = jaxloss.objective(apply_fn, jaxloss.softmax_cross_entropy_with_integer_labels)
+        >>> report = jaxloss.taylor_check(f, init_fn(jax.random.key(0)), x, y)
         >>> print(report.summary())
-        >>> report.remainder_slope  # ≈ 2 when jax.grad matches the loss
+        Taylor check of L(θ − ηg) − L(θ), float32, 64 learning rates, rtol 0.1
+        ...
+          remainder slope                 2.0... (≈ 2: the gradient matches the loss)
+        ...
+        >>> report.regime[0], report.regime[40], report.regime[-1]
+        ('roundoff', 'first_order', 'increase')
 
     Reference: the Taylor remainder convergence test of pyadjoint / dolfin-adjoint
     (`taylor_test`, Farrell et al., SIAM J. Sci. Comput. 35 (2013)); Nocedal & Wright,
     *Numerical Optimization* (2006), §2.2 for the quadratic model.
     """
-    dtype = _params_dtype("taylor_check", params)
+    dtype = _checks.float_params("taylor_check", params)
     num_samples("taylor_check", inputs, targets)
-    in_range(
+    _checks.in_range(
         "taylor_check", "rtol", rtol, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
     )
     default_grid = learning_rates is None
@@ -338,7 +373,7 @@ def taylor_check(
                 "jaxloss.taylor_check: `learning_rates` must be a non-empty 1-D array; got shape "
                 f"{grid.shape}."
             )
-        in_range("taylor_check", "learning_rates", grid, low=0.0, low_inclusive=False)
+        _checks.in_range("taylor_check", "learning_rates", grid, low=0.0, low_inclusive=False)
         grid = np.sort(grid)
     out = _taylor_jit(objective_fn, default_grid, params, inputs, targets, jnp.asarray(grid, dtype))
     loss, gg, ghg, etas, trial = (np.asarray(v, np.float64) for v in jax.device_get(out))

@@ -51,22 +51,35 @@ ce_wrong_gradient.defvjp(_wrong_fwd, _wrong_bwd)
 
 
 @pytest.fixture(scope="module")
-def mlp_problem():
+def mlp_numpy():
+    """The MLP problem as NumPy float64 arrays; tests make JAX arrays in their own x64 mode."""
     init_fn, apply_fn = jaxloss.mlp([2, 8, 3])
     data = np.random.default_rng(1)
     x = data.normal(size=(32, 2))
-    y = jnp.asarray((x[:, 0] > 0).astype(int) + (x[:, 1] > 0))
-    params64 = jax.tree.map(lambda a: a.astype(jnp.float64), jax.jit(init_fn)(jax.random.key(0)))
-    return apply_fn, params64, jnp.asarray(x), y
+    y = ((x[:, 0] > 0).astype(np.int32) + (x[:, 1] > 0)).astype(np.int32)
+    params = jax.tree.map(lambda a: np.asarray(a, np.float64), jax.jit(init_fn)(jax.random.key(0)))
+    return apply_fn, params, x, y
+
+
+@pytest.fixture
+def mlp_problem(mlp_numpy, x64):
+    """float64 JAX arrays (x64 on for the test)."""
+    apply_fn, params, x, y = mlp_numpy
+    return apply_fn, jax.tree.map(jnp.asarray, params), jnp.asarray(x), jnp.asarray(y)
 
 
 def to32(tree):
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
 
 
+def quadratic_args(dtype=np.float64):
+    return quadratic, *(jnp.asarray(a.astype(dtype)) for a in (THETA, X, Y))
+
+
 # ------------------------------------------------------------------------------- quadratic
 
 
+@pytest.mark.x64
 def test_quadratic_second_order_is_exact_and_compiles_once():
     count = {"n": 0}
 
@@ -131,6 +144,7 @@ def test_quadratic_second_order_is_exact_and_compiles_once():
     assert count["n"] == traces_two_grids
 
 
+@pytest.mark.x64
 def test_zero_gradient_is_all_roundoff_and_serialises():
     report = jaxloss.taylor_check(quadratic, jnp.zeros(3), jnp.eye(3), jnp.zeros(3))
     assert set(report.regime) == {"roundoff"}
@@ -146,6 +160,7 @@ def test_zero_gradient_is_all_roundoff_and_serialises():
 
 
 def test_mlp_cross_entropy_float32_and_float64(mlp_problem):
+    # (x64 on for the float64 half; the float32 half runs on float32 arrays.)
     apply_fn, params64, x, y = mlp_problem
     f = jaxloss.objective(apply_fn, ce)
     r32 = jaxloss.taylor_check(f, to32(params64), to32(x), y)
@@ -192,6 +207,7 @@ def test_wrong_gradient_is_caught(mlp_problem):
 # -------------------------------------------------------------- Hessian-vector products
 
 
+@pytest.mark.x64
 def test_hessian_vector_product():
     v = rng.normal(size=3)
     hv = jaxloss.hessian_vector_product(
@@ -214,6 +230,7 @@ def test_hessian_vector_product_mlp_against_finite_differences(mlp_problem):
     chex.assert_trees_all_equal_shapes_and_dtypes(hv, params64)
 
 
+@pytest.mark.x64
 def test_top_hessian_eigenvalue():
     lam = jaxloss.top_hessian_eigenvalue(
         quadratic,
@@ -235,8 +252,43 @@ def test_top_hessian_eigenvalue():
 # ---------------------------------------------------------------------------- static errors
 
 
+def test_float32_against_float64_numpy():
+    """The default float32 mode: every reported number, the HVP and λ_max against NumPy float64
+    at float32 tolerance, and the regimes where the float32 roundoff does not hide them."""
+    f, theta, x, y = quadratic_args(np.float32)
+    gg, ghg = G @ G, G @ H @ G
+    eta_star = gg / ghg
+    report = jaxloss.taylor_check(f, theta, x, y)
+    assert report.dtype == "float32"
+    chex.assert_trees_all_close(
+        [report.loss, report.grad_norm_sq, report.curvature, report.predicted_best],
+        [LOSS, gg, ghg / gg, eta_star],
+        rtol=1e-5,
+    )
+    etas = report.learning_rates
+    chex.assert_trees_all_close(etas, eta_star * np.logspace(-8, 2, 64), rtol=1e-5)
+    exact = np.array([0.5 * np.sum((X @ (THETA - e * G) - Y) ** 2) for e in etas]) - LOSS
+    # actual = L(θ − ηg) − L(θ) in float32: within a few ulps of the losses involved.
+    ulps = 16 * np.finfo(np.float32).eps * (LOSS + np.abs(exact + LOSS))
+    np.testing.assert_array_less(np.abs(report.actual - exact), ulps)
+    regime = np.array(report.regime)
+    assert regime[0] == "roundoff" and regime[-1] == "increase" and "first_order" in regime
+    chex.assert_trees_all_close(report.remainder_slope, 2.0, atol=0.2)
+    v = np.array([0.5, -1.0, 2.0])
+    hv = jaxloss.hessian_vector_product(f, theta, x, y, jnp.asarray(v, jnp.float32))
+    assert hv.dtype == jnp.float32
+    chex.assert_trees_all_close(hv, H @ v, rtol=1e-5)
+    lam = jaxloss.top_hessian_eigenvalue(f, theta, x, y, iters=100, key=0)
+    assert lam.dtype == jnp.float32
+    chex.assert_trees_all_close(lam, np.linalg.eigvalsh(H).max(), rtol=1e-5)
+    # An int seed is the key jax.random.key(seed); a legacy uint32 key works too.
+    for key in (jax.random.key(0), np.int64(0), jax.random.PRNGKey(0)):
+        same = jaxloss.top_hessian_eigenvalue(f, theta, x, y, iters=np.int64(100), key=key)
+        assert same == lam
+
+
 def test_static_errors():
-    args = (quadratic, jnp.asarray(THETA), jnp.asarray(X), jnp.asarray(Y))
+    args = quadratic_args(np.float32)
     with pytest.raises(ValueError, match=r"jaxloss.taylor_check: `rtol` must lie in \(0, 1\)"):
         jaxloss.taylor_check(*args, rtol=1.5)
     with pytest.raises(ValueError, match=r"`learning_rates` must lie in \(0, inf\]"):
@@ -247,5 +299,46 @@ def test_static_errors():
         jaxloss.taylor_check(quadratic, jnp.arange(3), jnp.asarray(X), jnp.asarray(Y))
     with pytest.raises(ValueError, match=r"jaxloss.taylor_check: `inputs` and `targets` must"):
         jaxloss.taylor_check(quadratic, jnp.asarray(THETA), jnp.asarray(X), jnp.zeros(3))
-    with pytest.raises(ValueError, match=r"`iters` must be a positive integer; got 0"):
+    with pytest.raises(ValueError, match=r"top_hessian_eigenvalue: `iters` must lie in \[1, "):
         jaxloss.top_hessian_eigenvalue(*args, iters=0, key=jax.random.key(0))
+    # One rule: a float or a bool is not an integer (a TypeError), NumPy ints are.
+    for iters in (2.0, True):
+        with pytest.raises(TypeError, match=r"top_hessian_eigenvalue: `iters` must be an integer"):
+            jaxloss.top_hessian_eigenvalue(*args, iters=iters, key=jax.random.key(0))
+    for key in (0.5, True, None):
+        with pytest.raises(TypeError, match=r"top_hessian_eigenvalue: `key` must be a jax.random"):
+            jaxloss.top_hessian_eigenvalue(*args, key=key)
+    int_params = jnp.arange(3)
+    data = (jnp.asarray(X, jnp.float32), jnp.asarray(Y, jnp.float32))
+    with pytest.raises(TypeError, match=r"taylor_check: `params` must be a non-empty pytree"):
+        jaxloss.taylor_check(quadratic, int_params, *data)
+    with pytest.raises(TypeError, match=r"top_hessian_eigenvalue: `params` must be a non-empty"):
+        jaxloss.top_hessian_eigenvalue(quadratic, int_params, *data, key=0)
+    with pytest.raises(TypeError, match=r"hessian_vector_product: `params` must be a non-empty"):
+        jaxloss.hessian_vector_product(quadratic, int_params, X, Y, int_params)
+    empty = (jnp.asarray(X)[:0], jnp.asarray(Y)[:0])
+    with pytest.raises(ValueError, match=r"taylor_check: `inputs` must have at least one entry"):
+        jaxloss.taylor_check(quadratic, jnp.asarray(THETA), *empty)
+    with pytest.raises(ValueError, match=r"top_hessian_eigenvalue: `inputs` must have at least"):
+        jaxloss.top_hessian_eigenvalue(quadratic, jnp.asarray(THETA), *empty, key=0)
+
+
+def test_hessian_vector_product_vector_must_match_params():
+    params = {"a": jnp.ones(3), "b": jnp.zeros(())}
+    f = lambda p, x, y: jnp.sum((x @ p["a"] + p["b"] - y) ** 2)  # noqa: E731
+    args = (f, params, jnp.asarray(X, jnp.float32), jnp.asarray(Y, jnp.float32))
+    with pytest.raises(ValueError, match=r"hessian_vector_product: `vector` must have the pytree"):
+        jaxloss.hessian_vector_product(*args, [jnp.ones(3), jnp.zeros(())])
+    with pytest.raises(
+        ValueError, match=r"`vector` leaf 0 must have the shape .*\(3,\); got \(2,\)"
+    ):
+        jaxloss.hessian_vector_product(*args, {"a": jnp.ones(2), "b": jnp.zeros(())})
+    with pytest.raises(
+        TypeError, match=r"`vector` leaf 1 must have the dtype .*float32; got int32"
+    ):
+        jaxloss.hessian_vector_product(*args, {"a": jnp.ones(3), "b": jnp.int32(0)})
+    # H = 2 [XᵀX, Xᵀ1; 1ᵀX, N]: check the matching case against NumPy.
+    hv = jaxloss.hessian_vector_product(*args, {"a": jnp.ones(3), "b": jnp.float32(1.0)})
+    chex.assert_trees_all_close(
+        hv, {"a": 2 * (H @ np.ones(3) + X.sum(0)), "b": 2 * (X.sum(0).sum() + len(X))}, rtol=1e-5
+    )
