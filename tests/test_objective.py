@@ -15,18 +15,58 @@ ce = optax.losses.softmax_cross_entropy_with_integer_labels
 
 
 @pytest.fixture(scope="module")
-def problem():
-    init_fn, apply_fn = jaxloss.mlp([D, 5, C], dtype=jnp.float64)
-    params = jax.jit(init_fn)(jax.random.key(0))
+def problem_numpy():
+    """NumPy float64 params and data; tests make JAX arrays in their own x64 mode."""
+    init_fn, apply_fn = jaxloss.mlp([D, 5, C])
+    params = jax.tree.map(lambda a: np.asarray(a, np.float64), jax.jit(init_fn)(jax.random.key(0)))
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(N, D)))
-    y = jnp.asarray(rng.integers(0, C, size=N))
+    x = rng.normal(size=(N, D))
+    y = rng.integers(0, C, size=N).astype(np.int32)
     return apply_fn, params, x, y
+
+
+@pytest.fixture
+def problem(problem_numpy, x64):
+    """float64 JAX arrays (x64 on for the test)."""
+    apply_fn, params, x, y = problem_numpy
+    return apply_fn, jax.tree.map(jnp.asarray, params), jnp.asarray(x), jnp.asarray(y)
+
+
+def numpy_mean_ce_and_grad(params, x, y):
+    """Reference in NumPy float64: mean softmax cross entropy of the tanh MLP and its gradient,
+    the chain rule written out (δ = (softmax − onehot)/N at the logits)."""
+    (w0, b0), (w1, b1) = ((p["w"], p["b"]) for p in params)
+    h = np.tanh(x @ w0 + b0)
+    z = h @ w1 + b1
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    onehot = np.eye(z.shape[1])[y]
+    loss = -(onehot * log_p).sum(axis=1).mean()
+    delta = (np.exp(log_p) - onehot) / len(x)
+    dh = delta @ w1.T * (1 - h**2)
+    grads = [{"w": x.T @ dh, "b": dh.sum(0)}, {"w": h.T @ delta, "b": delta.sum(0)}]
+    return loss, grads
 
 
 def loop_losses(apply_fn, loss_fn, params, x, y):
     """The reference: one sample at a time, in a Python loop."""
     return np.array([float(loss_fn(apply_fn(params, x[i]), y[i])) for i in range(len(x))])
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_float32_value_and_gradient_against_numpy_float64(problem_numpy, jit):
+    apply_fn, params, x, y = problem_numpy
+    loss, grads = numpy_mean_ce_and_grad(params, x, y)
+    f = jaxloss.objective(apply_fn, ce)
+    value_and_grad = jax.value_and_grad(f)
+    if jit:
+        value_and_grad = jax.jit(value_and_grad)
+    params32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    value, g = value_and_grad(params32, jnp.asarray(x, jnp.float32), jnp.asarray(y))
+    assert value.dtype == jnp.float32
+    chex.assert_trees_all_equal_dtypes(g, params32)
+    chex.assert_trees_all_close(value, loss, rtol=1e-6)
+    chex.assert_trees_all_close(g, grads, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -58,6 +98,7 @@ def test_gradient_of_sum_is_sum_of_per_sample_gradients(problem):
     check_grads(jax.jit(lambda p: total(p, x, y)), (params,), order=1)
 
 
+@pytest.mark.x64  # x["v"] is float64 on purpose: the promotion is the user's
 def test_pytree_inputs_and_targets_and_float32():
     # Inputs are a dict, targets a tuple: vmap maps the leading axis of every leaf.
     def apply_fn(params, x):
@@ -119,3 +160,16 @@ def test_static_errors(problem):
         f(params, x, jnp.int32(0))
     with pytest.raises(ValueError, match=r"`targets` must hold at least one array"):
         f(params, x, ())
+
+
+def test_empty_data_set_is_a_value_error(problem_numpy):
+    # A mean over no sample would be NaN, a sum 0.0: neither says what went wrong.
+    apply_fn, params, x, y = problem_numpy
+    empty = (jnp.zeros((0, D)), jnp.zeros((0,), jnp.int32))
+    for fn, make in (
+        ("objective", lambda: jaxloss.objective(apply_fn, ce, reduction="sum")),
+        ("per_sample_losses", lambda: jaxloss.per_sample_losses(apply_fn, ce)),
+    ):
+        for f in (make(), jax.jit(make())):
+            with pytest.raises(ValueError, match=rf"jaxloss.{fn}: `inputs` must have at least"):
+                f(params, *empty)
