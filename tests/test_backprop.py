@@ -25,8 +25,9 @@ ACTIVATIONS = {
 
 
 def _net(sizes, activation, seed=0):
-    """`mlp` params drawn with NumPy (no jax.random compilations), non-zero biases."""
-    _, apply_fn = jaxloss.mlp(sizes, activation=activation, dtype=jnp.float64)
+    """`mlp` params drawn with NumPy (no jax.random compilations), non-zero biases; float64 in
+    the tests marked x64, float32 otherwise."""
+    _, apply_fn = jaxloss.mlp(sizes, activation=activation)
     rng = np.random.default_rng(seed)
     params = [
         {
@@ -65,6 +66,7 @@ CASES = [("tanh", [3, 2])] + [
 ]
 
 
+@pytest.mark.x64  # float64 reference at 1e-12
 @pytest.mark.parametrize("name, sizes", CASES, ids=[f"{n}-L{len(s) - 1}" for n, s in CASES])
 def test_backward_equals_jax_grad_for_a_batch(name, sizes):
     activation = ACTIVATIONS[name]
@@ -81,6 +83,7 @@ def test_backward_equals_jax_grad_for_a_batch(name, sizes):
     chex.assert_trees_all_close(grads, expected, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.x64  # float64 reference at 1e-12
 @pytest.mark.parametrize("name", ["tanh", "relu", "sigmoid"])
 def test_backward_single_sample(name):
     activation = ACTIVATIONS[name]
@@ -93,6 +96,7 @@ def test_backward_single_sample(name):
     chex.assert_trees_all_close(grads, expected, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.x64  # float64 reference at 1e-12
 @pytest.mark.parametrize(
     "loss_name", ["softmax cross entropy", "mean squared error", "sigmoid focal-free BCE"]
 )
@@ -112,6 +116,7 @@ def test_any_loss_through_output_grad(loss_name):
     chex.assert_trees_all_close(grads, expected, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.x64  # float64 reference at 1e-12
 def test_relu_kink_follows_jax_convention():
     # Zero input and zero biases put every hidden pre-activation exactly at the kink z = 0.
     params, apply_fn = _net([2, 4, 1], jax.nn.relu)
@@ -122,6 +127,7 @@ def test_relu_kink_follows_jax_convention():
     chex.assert_trees_all_close(grads, expected, atol=0)
 
 
+@pytest.mark.x64  # float64 reference at 1e-12
 def test_jit_vmap_and_float32():
     params, _ = _net([3, 4, 2], jax.nn.tanh)
     x = _normal(2, (6, 3))
@@ -144,6 +150,37 @@ def test_jit_vmap_and_float32():
     g32 = grads_fn(params32, x.astype(jnp.float32), g_out.astype(jnp.float32))
     chex.assert_trees_all_close(g32, batch, rtol=1e-5, atol=1e-6)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(g32))
+
+
+def numpy_mlp_grads(params, x, g_out):
+    """Reference in NumPy float64: ∂(Σ out·g_out)/∂params for one tanh hidden layer."""
+    (w0, b0), (w1, _) = ((np.asarray(p["w"], float), np.asarray(p["b"], float)) for p in params)
+    x, g_out = np.asarray(x, float), np.asarray(g_out, float)
+    h = np.tanh(x @ w0 + b0)
+    dh = g_out @ w1.T * (1 - h**2)
+    return [{"w": x.T @ dh, "b": dh.sum(0)}, {"w": h.T @ g_out, "b": g_out.sum(0)}]
+
+
+def test_float32_against_numpy_float64():
+    params, apply_fn = _net([3, 5, 2], jax.nn.tanh, seed=4)  # float32: default mode
+    x = _normal(6, (7, 3))
+    g_out = _normal(7, (7, 2))
+    assert x.dtype == jnp.float32
+    out, cache = backprop.mlp_forward_with_cache(params, x)
+    np.testing.assert_allclose(out, _batched(apply_fn)(params, x), rtol=1e-6)
+    grads = backprop.mlp_backward(params, cache, g_out)
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
+    chex.assert_trees_all_close(grads, numpy_mlp_grads(params, x, g_out), rtol=1e-5, atol=1e-6)
+    # gradient_cost in float32: every method against the same reference (Σ out·g_out).
+    f = lambda p, x, g: jnp.sum(_batched(apply_fn)(p, x) * g)  # noqa: E731
+    result = backprop.gradient_cost(f, params, x, g_out, repeats=np.int64(1))
+    reference = numpy_mlp_grads(params, x, g_out)
+    chex.assert_trees_all_close(result["gradients"]["reverse"], reference, rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(result["gradients"]["forward"], reference, rtol=1e-5, atol=1e-5)
+    # Central differences in float32, h = eps^(1/3) ≈ 5e-3: O(h²) + O(eps·|f|/h) ≈ 1e-3 here.
+    chex.assert_trees_all_close(
+        result["gradients"]["finite_difference"], reference, rtol=1e-2, atol=5e-3
+    )
 
 
 def test_static_errors():
@@ -172,6 +209,7 @@ def _objective(apply_fn):
     return f
 
 
+@pytest.mark.x64  # float64 reference at 1e-12
 def test_gradient_cost_gradients_and_structure():
     params, apply_fn = _net([2, 5, 1], jax.nn.tanh, seed=7)
     x = _normal(3, (8, 2))
@@ -212,10 +250,16 @@ def test_gradient_cost_method_subset_and_errors():
     assert set(result["gradients"]) == {"reverse"} and result["max_abs_diff"] == {}
     with pytest.raises(ValueError, match=r"gradient_cost: `methods` must contain only"):
         backprop.gradient_cost(f, params, x, y, methods=("backward",))
-    with pytest.raises(ValueError, match=r"gradient_cost: `repeats` must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"gradient_cost: `repeats` must lie in \[1, inf\]"):
         backprop.gradient_cost(f, params, x, y, repeats=0)
+    for repeats in (2.0, True):  # one rule: wrong type -> TypeError
+        with pytest.raises(TypeError, match=r"gradient_cost: `repeats` must be an integer"):
+            backprop.gradient_cost(f, params, x, y, repeats=repeats)
+    per_sample = lambda p, x, y: (_batched(apply_fn)(p, x) - y) ** 2  # noqa: E731
+    with pytest.raises(ValueError, match=r"gradient_cost: `objective_fn` must return a scalar"):
+        backprop.gradient_cost(per_sample, params, x, y)
     with pytest.raises(ValueError, match=r"gradient_cost: `step` must be > 0"):
         backprop.gradient_cost(f, params, x, y, step=0.0)
     int_params = jax.tree.map(lambda p: p.astype(jnp.int32), params)
-    with pytest.raises(TypeError, match=r"gradient_cost: `params` must hold floating arrays"):
+    with pytest.raises(TypeError, match=r"gradient_cost: `params` must be a non-empty pytree of"):
         backprop.gradient_cost(f, int_params, x, y)
