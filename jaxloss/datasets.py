@@ -17,17 +17,6 @@ import numpy as np
 from jaxloss import _checks
 
 
-def _key(fn: str, key: Any) -> jax.Array:
-    """A PRNG key from a key or an int seed."""
-    if isinstance(key, bool) or key is None:
-        raise TypeError(
-            f"jaxloss.{fn}: `key` must be a jax.random key or an int seed; got {key!r}."
-        )
-    if isinstance(key, int):
-        return jax.random.key(key)
-    return key
-
-
 def _uniform_parts(key: jax.Array, *shapes: tuple[int, ...]) -> list[jax.Array]:
     """Uniform [0, 1) float32 arrays of the given shapes, all cut from ONE flat threefry draw.
 
@@ -46,13 +35,6 @@ def _as_normal(u: jax.Array) -> jax.Array:
 
 
 _ABOVE_MINUS_ONE = float(np.nextafter(np.float32(-1), np.float32(0)))  # erfinv(-1) = -inf
-
-
-def _positive_int(fn: str, name: str, value: Any, low: int = 1) -> int:
-    """A static integer size >= low."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"jaxloss.{fn}: `{name}` must be an integer >= {low}; got {value!r}.")
-    return value
 
 
 def xor(*, dtype: Any = jnp.float32) -> tuple[jax.Array, jax.Array]:
@@ -102,11 +84,11 @@ def spirals(
     Reference: the CS231n spiral data set (Karpathy), with noise on the coordinates.
     """
     fn = "spirals"
-    n = _positive_int(fn, "n", n)
-    classes = _positive_int(fn, "classes", classes, 2)
+    n = _checks.positive_int(fn, "n", n)
+    classes = _checks.integer(fn, "classes", classes, low=2)
     _checks.in_range(fn, "noise", noise, low=0.0)
     _checks.in_range(fn, "turns", turns, low=0.0, low_inclusive=False)
-    return _spirals(n, classes, noise, turns, _key(fn, key))
+    return _spirals(n, classes, noise, turns, _checks.prng_key(fn, "key", key))
 
 
 # Each generator is one jitted program (sizes static): eager op-by-op dispatch compiles every
@@ -145,10 +127,10 @@ def linear_regression(
       ((100, 3), (100, 1), (3, 1))
     """
     fn = "linear_regression"
-    n = _positive_int(fn, "n", n)
-    dim = _positive_int(fn, "dim", dim)
+    n = _checks.positive_int(fn, "n", n)
+    dim = _checks.positive_int(fn, "dim", dim)
     _checks.in_range(fn, "noise", noise, low=0.0)
-    return _linear_regression(n, dim, noise, _key(fn, key))
+    return _linear_regression(n, dim, noise, _checks.prng_key(fn, "key", key))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -198,14 +180,20 @@ def imbalanced_anchors(
     Reference: the 1:1000-ish foreground:background imbalance of SSD/RetinaNet anchors.
     """
     fn = "imbalanced_anchors"
-    n_samples = _positive_int(fn, "n_samples", n_samples)
-    n_anchors = _positive_int(fn, "n_anchors", n_anchors)
-    classes = _positive_int(fn, "classes", classes, 2)
-    dim = _positive_int(fn, "dim", dim)
+    n_samples = _checks.positive_int(fn, "n_samples", n_samples)
+    n_anchors = _checks.positive_int(fn, "n_anchors", n_anchors)
+    classes = _checks.integer(fn, "classes", classes, low=2)
+    dim = _checks.positive_int(fn, "dim", dim)
     _checks.in_range(fn, "positive_rate", positive_rate, low=0.0, high=1.0)
     _checks.in_range(fn, "separation", separation, low=0.0)
     return _imbalanced_anchors(
-        n_samples, n_anchors, classes, dim, positive_rate, separation, _key(fn, key)
+        n_samples,
+        n_anchors,
+        classes,
+        dim,
+        positive_rate,
+        separation,
+        _checks.prng_key(fn, "key", key),
     )
 
 
@@ -250,11 +238,11 @@ def segmentation_blobs(
       ((8, 16, 16), (8, 16, 16))
     """
     fn = "segmentation_blobs"
-    n = _positive_int(fn, "n", n)
-    size = _positive_int(fn, "size", size, 4)
-    max_blobs = _positive_int(fn, "max_blobs", max_blobs)
+    n = _checks.positive_int(fn, "n", n)
+    size = _checks.integer(fn, "size", size, low=4)
+    max_blobs = _checks.positive_int(fn, "max_blobs", max_blobs)
     _checks.in_range(fn, "noise", noise, low=0.0)
-    return _segmentation_blobs(n, size, max_blobs, noise, _key(fn, key))
+    return _segmentation_blobs(n, size, max_blobs, noise, _checks.prng_key(fn, "key", key))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))

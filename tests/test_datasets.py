@@ -28,7 +28,13 @@ def test_xor_truth_table():
     assert inputs.dtype == targets.dtype == jnp.float32
     x = np.asarray(inputs).astype(int)
     np.testing.assert_array_equal(np.asarray(targets)[:, 0], x[:, 0] ^ x[:, 1])
-    assert datasets.xor(dtype=jnp.float64)[0].dtype == jnp.float64
+
+
+@pytest.mark.x64
+def test_xor_float64():
+    inputs, targets = datasets.xor(dtype=jnp.float64)
+    assert inputs.dtype == targets.dtype == jnp.float64
+    np.testing.assert_array_equal(targets[:, 0], [0.0, 1.0, 1.0, 0.0])
 
 
 # -------------------------------------------------------------------------------- spirals
@@ -44,6 +50,10 @@ def test_spirals_shapes_balance_and_determinism():
     _same(datasets.spirals(301, classes=3, noise=0.1, key=0), (x, y))
     _same(datasets.spirals(301, classes=3, noise=0.1, key=jax.random.key(0)), (x, y))
     _differ(datasets.spirals(301, classes=3, noise=0.1, key=1), (x, y))
+    # NumPy integers are integers (sizes and seeds); a legacy uint32 key is a key.
+    _same(datasets.spirals(np.int64(301), classes=np.int32(3), noise=0.1, key=np.int64(0)), (x, y))
+    legacy = datasets.spirals(301, classes=3, noise=0.1, key=jax.random.PRNGKey(0))
+    chex.assert_shape(legacy[0], (301, 2))
 
 
 def test_spirals_noiseless_points_lie_on_their_arm():
@@ -147,14 +157,19 @@ def test_segmentation_blobs_image_is_mask_plus_noise():
 @pytest.mark.parametrize(
     "call, exc, match",
     [
-        (lambda: datasets.spirals(0, key=0), ValueError, r"spirals: `n` must be an integer >= 1"),
-        (lambda: datasets.spirals(5, classes=1, key=0), ValueError, r"`classes` must be .* >= 2"),
+        (lambda: datasets.spirals(0, key=0), ValueError, r"spirals: `n` must lie in \[1, inf\]"),
+        (lambda: datasets.spirals(5, classes=1, key=0), ValueError, r"`classes` must lie in \[2,"),
         (lambda: datasets.spirals(5, noise=-1.0, key=0), ValueError, r"`noise` must lie in"),
         (lambda: datasets.spirals(5, key=None), TypeError, r"spirals: `key` must be a jax.random"),
+        # One rule: wrong type -> TypeError (floats and bools are not integers or seeds).
+        (lambda: datasets.spirals(5.0, key=0), TypeError, r"spirals: `n` must be an integer"),
+        (lambda: datasets.spirals(True, key=0), TypeError, r"spirals: `n` must be an integer"),
+        (lambda: datasets.spirals(5, key=0.5), TypeError, r"spirals: `key` must be a jax.random"),
+        (lambda: datasets.spirals(5, key=True), TypeError, r"spirals: `key` must be a jax.random"),
         (
             lambda: datasets.linear_regression(5, 0, key=0),
             ValueError,
-            r"linear_regression: `dim` must be an integer >= 1",
+            r"linear_regression: `dim` must lie in \[1, inf\]",
         ),
         (
             lambda: datasets.imbalanced_anchors(2, 5, positive_rate=1.5, key=0),
@@ -164,12 +179,12 @@ def test_segmentation_blobs_image_is_mask_plus_noise():
         (
             lambda: datasets.segmentation_blobs(2, 3, key=0),
             ValueError,
-            r"segmentation_blobs: `size` must be an integer >= 4",
+            r"segmentation_blobs: `size` must lie in \[4, inf\]",
         ),
         (
             lambda: datasets.segmentation_blobs(2, 8, max_blobs=0, key=0),
             ValueError,
-            r"`max_blobs` must be an integer >= 1",
+            r"`max_blobs` must lie in \[1, inf\]",
         ),
     ],
 )
