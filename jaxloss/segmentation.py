@@ -35,7 +35,13 @@ def _overlap_loss(
     """The one implementation behind dice_loss, jaccard_loss and tversky_loss (see tversky_loss)."""
     predictions = _checks.as_logits(fn, "predictions", predictions)
     _checks.has_class_axis(fn, "predictions", predictions)
+    # No class or no position: the mean over classes, or every ratio, would be 0/0.
+    _checks.non_empty(fn, "predictions", predictions, axis=-1)
+    _checks.non_empty(fn, "predictions", predictions)
     num_classes = predictions.shape[-1]
+    from_logits = _checks.flag(fn, "from_logits", from_logits)
+    squared = _checks.flag(fn, "squared", squared)
+    include_background = _checks.flag(fn, "include_background", include_background)
     _checks.one_of(fn, "activation", activation, _ACTIVATIONS)
     if from_logits and activation == "softmax" and num_classes < 2:
         raise ValueError(
@@ -49,15 +55,16 @@ def _overlap_loss(
             f"dropped); got predictions.shape[-1] = {num_classes}."
         )
     # Hyperparameters may be traced (vmapped over): out of range then gives NaN.
-    valid = _checks.hyperparameter_ok(fn, "smooth", smooth, low=0.0)
-    valid &= _checks.hyperparameter_ok(fn, "alpha", alpha, low=0.0)
-    valid &= _checks.hyperparameter_ok(fn, "beta", beta, low=0.0)
+    valid = True
+    for name, value in (("smooth", smooth), ("alpha", alpha), ("beta", beta)):
+        _checks.scalar(fn, name, value)
+        valid &= _checks.hyperparameter_ok(fn, name, value, low=0.0)
     if class_weights is not None:
         class_weights = _checks.as_float(fn, "class_weights", class_weights)
         _checks.class_vector_shape(fn, "class_weights", class_weights, num_classes)
         valid &= _checks.hyperparameter_ok(fn, "class_weights", class_weights, low=0.0)
 
-    targets = jnp.asarray(targets)
+    targets = _checks.real(fn, "targets", targets)
     integer_targets = jnp.issubdtype(targets.dtype, jnp.integer)
     if integer_targets:
         if targets.shape == predictions.shape:
@@ -162,7 +169,7 @@ def tversky_loss(
         from_logits: apply `activation` to `predictions` first.
         activation: `"softmax"` (mutually exclusive classes, C ≥ 2) or `"sigmoid"` (independent
             channels, multi-label).
-        smooth: s ≥ 0, added to numerator and denominator.
+        smooth: scalar s ≥ 0, added to numerator and denominator.
         squared: Σp² + Σt² in place of Σp + Σt (MONAI's `squared_pred`).
         class_weights: `(C,)` non-negative weights multiplying the per-class losses, then the
             mean over classes as MONAI's `weight` does (not divided by Σw). Always one per class:
@@ -178,9 +185,16 @@ def tversky_loss(
         bool options statically (`functools.partial` or `static_argnames`); `smooth`, `alpha`,
         `beta` and `class_weights` may be traced.
 
+    Raises:
+        ValueError: at trace time for an empty sample (no class, C = 0, or no position), a
+            concrete hyperparameter out of range or a shape mismatch.
+        TypeError: for complex or non-numeric inputs, integer logits, a non-scalar `smooth`,
+            `alpha` or `beta`, and `from_logits`, `squared` or `include_background` not a bool.
+
     Example:
         >>> logits = jnp.zeros((4, 4, 3)); labels = jnp.zeros((4, 4), jnp.int32)
-        >>> jaxloss.tversky_loss(logits, labels, alpha=0.3, beta=0.7)  # ≈ 0.6951
+        >>> jaxloss.tversky_loss(logits, labels, alpha=0.3, beta=0.7)
+        Array(0.6950..., dtype=float32)
 
     Reference: Salehi et al. 2017, "Tversky loss function for image segmentation using 3D fully
     convolutional deep networks"; matches `monai.losses.TverskyLoss` as above.
@@ -239,7 +253,8 @@ def dice_loss(
 
     Example:
         >>> logits = jnp.array([[2.0, -1.0], [0.0, 1.0]]); labels = jnp.array([0, 1])
-        >>> jaxloss.dice_loss(logits, labels)  # ≈ 0.1060
+        >>> jaxloss.dice_loss(logits, labels)
+        Array(0.1060..., dtype=float32)
 
     Reference: Milletari et al. 2016 (V-Net); equals `monai.losses.DiceLoss(smooth_nr=s,
     smooth_dr=s)` per sample (`batch=False`, mean over classes).
@@ -292,7 +307,8 @@ def jaccard_loss(
 
     Example:
         >>> logits = jnp.array([[2.0, -1.0], [0.0, 1.0]]); labels = jnp.array([0, 1])
-        >>> jaxloss.jaccard_loss(logits, labels)  # ≈ 0.1916
+        >>> jaxloss.jaccard_loss(logits, labels)
+        Array(0.1916..., dtype=float32)
 
     Reference: Rahman & Wang 2016, "Optimizing intersection-over-union in deep neural networks
     for image segmentation"; equals `monai.losses.DiceLoss(jaccard=True, smooth_nr=s,

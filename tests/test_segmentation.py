@@ -1,4 +1,8 @@
-"""Tests for jaxloss.segmentation: dice, Tversky and Jaccard against MONAI constants and NumPy."""
+"""Tests for jaxloss.segmentation: dice, Tversky and Jaccard against MONAI constants and NumPy.
+
+Tests marked x64 compare float64 results with the float64 MONAI constants and NumPy reference at
+float64 tolerance; the others run in JAX's default float32 mode, as users do.
+"""
 
 import functools
 
@@ -187,6 +191,7 @@ def _np_kwargs(fn, kwargs):
 # ------------------------------------------------------------------- values: MONAI and NumPy
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("case", MONAI_CASES, ids=[c[0] for c in MONAI_CASES])
 def test_matches_monai_jitted_vmapped_and_eager(case):
     _, fn, kwargs, x, y, expected = case
@@ -201,6 +206,7 @@ def test_matches_monai_jitted_vmapped_and_eager(case):
     np.testing.assert_allclose(ref, expected, rtol=1e-12)
 
 
+@pytest.mark.x64
 def test_batch_as_one_sample_is_monai_batch_dice():
     whole, per_sample = jax.jit(
         lambda x, y: (jaxloss.dice_loss(x, y), jax.vmap(jaxloss.dice_loss)(x, y))
@@ -219,6 +225,7 @@ OPTION_SETS = [
 ]
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("fn, kwargs", OPTION_SETS)
 def test_random_inputs_against_numpy(fn, kwargs):
     rng = np.random.default_rng(0)
@@ -259,6 +266,7 @@ def test_dice_and_jaccard_are_tversky_and_labels_are_one_hot():
     assert out.dtype == jnp.float32
 
 
+@pytest.mark.x64
 def test_traced_hyperparameters_and_single_trace():
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -298,6 +306,7 @@ EMPTY_CASES = [
 ]
 
 
+@pytest.mark.x64
 def test_empty_mask_cases():
     p = np.stack([c[1] for c in EMPTY_CASES])
     t = np.stack([c[2] for c in EMPTY_CASES])
@@ -331,6 +340,7 @@ def test_empty_mask_gradients():
 # ---------------------------------------------------------------------------------- gradients
 
 
+@pytest.mark.x64
 # each option set with one kind of targets, alternating: every mode covered, half the compilations
 @pytest.mark.parametrize(
     "fn, kwargs, integer_targets", [(*o, i % 2 == 1) for i, o in enumerate(OPTION_SETS)]
@@ -351,9 +361,41 @@ def test_check_grads_float64(fn, kwargs, integer_targets):
         check_grads(jax.jit(f), (x, rng.uniform(0.1, 0.9, shape)), order=1, modes=("rev",))
 
 
+def _np_numerical_grad(f, x, eps=1e-6):
+    """Central differences of a float64 NumPy function: an independent gradient reference."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = eps
+        grad[i] = (f(x + step) - f(x - step)) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("fn, kwargs", OPTION_SETS)
+def test_float32_value_and_gradient_against_float64_numpy(fn, kwargs):
+    rng = np.random.default_rng(2)
+    shape = (3, 2, 3)
+    if kwargs.get("from_logits", True):
+        x = (2.0 * rng.standard_normal(shape)).astype(np.float32)
+    else:
+        x = rng.uniform(0.1, 0.9, shape).astype(np.float32)
+    y = rng.integers(0, 3, shape[:-1])
+    f = functools.partial(fn, **kwargs)
+    ref_kwargs = _np_kwargs(fn, kwargs)
+    x64 = x.astype(np.float64)  # the reference sees exactly the float32 inputs
+    expected = np_tversky(x64, y, **ref_kwargs)
+    expected_grad = _np_numerical_grad(lambda a: np_tversky(a, y, **ref_kwargs), x64)
+    # jitted only: op by op the gradient takes seconds (eager values are tested above)
+    value, grad = jax.jit(jax.value_and_grad(f))(x, y)
+    assert value.dtype == grad.dtype == jnp.float32
+    np.testing.assert_allclose(value, expected, rtol=2e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=2e-6)
+
+
 # ------------------------------------------------------------------------------------ extremes
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
 def test_extreme_logits(activation):
     f = jax.jit(functools.partial(jaxloss.dice_loss, activation=activation))
@@ -466,6 +508,44 @@ STATIC_ERRORS = [
         "`include_background=False` needs at least 2 classes",
     ),
     (_D, np.float64(1.0), np.float64(1.0), {}, ValueError, "`predictions` must have a class axis"),
+    # issue 7: no class (C = 0) gave NaN, an empty sample 0.0; both now raise at trace time
+    (
+        _D,
+        LOGITS[..., :0],
+        SOFT[..., :0],
+        {"activation": "sigmoid"},
+        ValueError,
+        "`predictions` must have at least one entry along axis last",
+    ),
+    (
+        _J,
+        LOGITS[..., :0],
+        LABELS,
+        {"activation": "sigmoid"},
+        ValueError,
+        "`predictions` must have at least one entry",
+    ),
+    (_T, LOGITS[:, :0], LABELS[:, :0], {}, ValueError, r"`predictions` must not be empty"),
+    (_D, LOGITS[0, :0], SOFT[0, :0], {}, ValueError, r"`predictions` must not be empty"),
+    # complex inputs: the imaginary part would be dropped
+    (_D, LOGITS, SOFT + 1j, {}, TypeError, "`targets` must be real"),
+    (_J, LOGITS + 1j, LABELS, {}, TypeError, "`predictions` must be real"),
+    (_T, LOGITS, None, {}, TypeError, "`targets` must be a real number or array; got None"),
+    # hyperparameters are scalars; bools and strings are not numbers
+    (_D, LOGITS, LABELS, {"smooth": [1.0, 2.0]}, ValueError, r"`smooth` must be a scalar"),
+    (_T, LOGITS, LABELS, {"alpha": True}, TypeError, r"`alpha` must be a real number"),
+    (_T, LOGITS, LABELS, {"beta": "0.5"}, TypeError, r"`beta` must be a real number or array"),
+    # bool options: a truthy string would silently switch them on
+    (_D, LOGITS, LABELS, {"from_logits": "no"}, TypeError, r"`from_logits` must be True or False"),
+    (_J, LOGITS, LABELS, {"squared": 1}, TypeError, r"`squared` must be True or False"),
+    (
+        _T,
+        LOGITS,
+        LABELS,
+        {"include_background": None},
+        TypeError,
+        r"`include_background` must be True or False",
+    ),
 ]
 
 
@@ -502,6 +582,11 @@ def test_runtime_value_problems_give_nan_and_checked_raises():
             jax.vmap(lambda w: jaxloss.tversky_loss(LOGITS[0], LABELS[0], class_weights=w)),
             (np.stack([WEIGHTS, -WEIGHTS]),),
             r"`class_weights` must lie in \[0, inf\]",
+        ),
+        (
+            jax.jit(lambda s: jaxloss.dice_loss(LOGITS[0], LABELS[0], smooth=s)),
+            (-1.0,),
+            r"jaxloss.dice_loss: `smooth` must lie in \[0, inf\]",
         ),
     ]
     for fn, args, match in cases:
