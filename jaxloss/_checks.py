@@ -35,12 +35,10 @@ def as_float(fn: str, name: str, x: Any) -> jax.Array:
     Python numbers and integer/bool arrays become the default float dtype. Used for arguments whose
     integer values are meaningful (targets, probability labels, masks of weights).
     """
-    x = jnp.asarray(x)
+    x = real(fn, name, x)
     if x.dtype in _HALF_DTYPES:
         return x.astype(jnp.float32)
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        if jnp.issubdtype(x.dtype, jnp.complexfloating):
-            raise TypeError(f"jaxloss.{fn}: `{name}` must be real; got dtype {x.dtype}.")
         return x.astype(jnp.result_type(float))
     return x
 
