@@ -184,6 +184,7 @@ TORCH_CASES = {
 }
 
 
+@pytest.mark.x64
 def test_matches_torch_constants():
     # Jitted here; every loss also runs un-jitted in test_matches_numpy_sample_batch_vmap.
     got = jax.jit(lambda: {k: fn(*args) for k, (fn, args, _) in TORCH_CASES.items()})()
@@ -226,12 +227,14 @@ OPTAX_PAIRS = {
 }
 
 
+@pytest.mark.x64
 def test_matches_optax():
     got = jax.jit(lambda: {k: (f(*a), g(*a)) for k, (f, g, a) in OPTAX_PAIRS.items()})()
     for name, (ours, theirs) in got.items():
         np.testing.assert_allclose(ours, theirs, rtol=1e-13, err_msg=name)
 
 
+@pytest.mark.x64
 def test_where_matches_optax():
     """`where` excludes classes from the softmax and the sum, as optax's `where` does."""
     mask = RNG.uniform(size=X.shape) > 0.4
@@ -269,36 +272,68 @@ def test_where_matches_optax():
 # ------------------------------------------------------------------ NumPy references, random inputs
 
 A_VEC = np.array([0.25, 1.0, 0.5, 2.0, 0.75])
-CASES = {
-    "bce": (P_(SIG), (X, Y), np_bce(X, Y)),
+CASES = {  # name: (loss, (logits, labels), its NumPy float64 reference as a function of logits)
+    "bce": (P_(SIG), (X, Y), lambda x: np_bce(x, Y)),
     "bce_posw_smooth": (
         P_(SIG, pos_weight=W, label_smoothing=0.2),
         (X, Y),
-        np_bce(X, Y, W, 0.2),
+        lambda x: np_bce(x, Y, W, 0.2),
     ),
-    "sigmoid_focal": (P_(SFL, alpha=0.3, gamma=1.5), (X, Y), np_tv_focal(X, Y, 0.3, 1.5)),
+    "sigmoid_focal": (
+        P_(SFL, alpha=0.3, gamma=1.5),
+        (X, Y),
+        lambda x: np_tv_focal(x, Y, 0.3, 1.5),
+    ),
     "softmax_ce": (
         P_(SCE, class_weights=W, label_smoothing=0.15),
         (X, P),
-        np_softmax_ce(X, P, W, 0.15),
+        lambda x: np_softmax_ce(x, P, W, 0.15),
     ),
     "int_ce": (
         P_(ICE, class_weights=W, label_smoothing=0.15),
         (X, LAB),
-        np_ce_int(X, LAB, W, eps=0.15),
+        lambda x: np_ce_int(x, LAB, W, eps=0.15),
     ),
-    "softmax_focal": (P_(MFL, alpha=A_VEC, gamma=0.7), (X, P), np_softmax_focal(X, P, A_VEC, 0.7)),
+    "softmax_focal": (
+        P_(MFL, alpha=A_VEC, gamma=0.7),
+        (X, P),
+        lambda x: np_softmax_focal(x, P, A_VEC, 0.7),
+    ),
     "int_focal": (
         P_(IFL, alpha=A_VEC, gamma=2.5),
         (X, LAB),
-        np_softmax_focal(X, np.eye(5)[LAB], A_VEC, 2.5),
+        lambda x: np_softmax_focal(x, np.eye(5)[LAB], A_VEC, 2.5),
     ),
 }
 
 
+def np_grad(f, x, h=1e-6):
+    """Central differences of a NumPy float64 function's sum: ~1e-9 accurate, far below float32."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e).sum() - f(x - e).sum()) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float32_value_and_gradient(name):
+    """JAX's default mode, as users run it: float32 value and gradient against float64 NumPy."""
+    f, (x, y), ref = CASES[name]
+    x32 = x.astype(np.float32)
+    loss, grad = jax.jit(jax.value_and_grad(lambda x: f(x, y).sum()))(x32)
+    assert loss.dtype == grad.dtype == jnp.float32
+    x64 = x32.astype(np.float64)  # the reference sees the same rounded inputs
+    np.testing.assert_allclose(loss, ref(x64).sum(), rtol=2e-6)
+    np.testing.assert_allclose(grad, np_grad(ref, x64), rtol=1e-4, atol=2e-6)
+
+
+@pytest.mark.x64
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_matches_numpy_sample_batch_vmap(name):
-    f, (x, y), want = CASES[name]
+    f, (x, y), ref = CASES[name]
+    want = ref(x)
     # Un-jitted (op by op).
     got = f(x, y)
     chex.assert_shape(got, want.shape)
@@ -339,6 +374,7 @@ def test_gamma_zero_is_cross_entropy_exactly():
     )
 
 
+@pytest.mark.x64
 def test_smooth_labels():
     @jax.jit
     def run(p, p16):
@@ -359,22 +395,27 @@ def test_smooth_labels():
 # ------------------------------------------------------------------ gradients
 
 
-def all_losses(x):
+def all_losses(x, y, p, w, lab):
     return (
-        SIG(x, Y, pos_weight=W, label_smoothing=0.1),
-        SFL(x, Y, alpha=0.25, gamma=0.5),
-        SFL(x, Y, gamma=2.0),
-        SCE(x, P, class_weights=W, label_smoothing=0.1),
-        ICE(x, LAB, class_weights=W, label_smoothing=0.1),
-        MFL(x, P, alpha=W, gamma=0.5),
-        IFL(x, LAB, gamma=1.5),
+        SIG(x, y, pos_weight=w, label_smoothing=0.1),
+        SFL(x, y, alpha=0.25, gamma=0.5),
+        SFL(x, y, gamma=2.0),
+        SCE(x, p, class_weights=w, label_smoothing=0.1),
+        ICE(x, lab, class_weights=w, label_smoothing=0.1),
+        MFL(x, p, alpha=w, gamma=0.5),
+        IFL(x, lab, gamma=1.5),
     )
 
 
+@pytest.mark.x64
 def test_check_grads_float64():
-    check_grads(jax.jit(all_losses), (X,), order=1, modes=("rev",))
+    # The module's NumPy arrays go in as jax arrays: JAX 0.10 caches the device copy of a NumPy
+    # constant captured under x64 and would hand the float64 copy to later float32 programs.
+    y, p, w, lab = map(jnp.asarray, (Y, P, W, LAB))
+    check_grads(jax.jit(lambda x: all_losses(x, y, p, w, lab)), (X,), order=1, modes=("rev",))
 
 
+@pytest.mark.x64
 def test_check_grads_labels_and_hyperparameters():
     """Hand-written JVPs: soft-label, pos_weight and gamma derivatives too, forward and reverse."""
     y = RNG.uniform(0.1, 0.9, size=X.shape)
@@ -386,6 +427,7 @@ def test_check_grads_labels_and_hyperparameters():
     )
 
 
+@pytest.mark.x64
 def test_derivatives_at_hard_labels_and_zero_logits():
     # d/dy of the focal loss at y = 1 exactly (autodiff of log1p(-y) would give 0 * inf there)
     # against a one-sided difference.
@@ -426,7 +468,7 @@ def _sigmoid_values_and_grads(x, y):
     }
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype", [pytest.param(np.float64, marks=pytest.mark.x64), np.float32])
 def test_sigmoid_limits_at_infinity(dtype):
     x = np.array([INF, -INF, INF, -INF, 1e4, -1e4, INF], dtype)
     y = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.5], dtype)
@@ -443,7 +485,7 @@ def test_sigmoid_limits_at_infinity(dtype):
     assert np.isnan(out["optax_focal_grad"][0])  # optax: NaN at x = +inf, y = 1
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype", [pytest.param(np.float64, marks=pytest.mark.x64), np.float32])
 def test_sigmoid_focal_gradient_finite_where_torchvision_is_nan(dtype):
     """torchvision gives NaN here (constant above): d/dx (1 - p_t)**0.5 at 1 - p_t = 0."""
     x = np.array([100.0, -100.0, 30.0, -30.0, 1e4, -1e4, 0.5], dtype)
@@ -457,6 +499,7 @@ def test_sigmoid_focal_gradient_finite_where_torchvision_is_nan(dtype):
     np.testing.assert_allclose(g, want, **tol)
 
 
+@pytest.mark.x64
 def test_softmax_negative_infinite_logit():
     x, p = np.array([2.0, 0.0, -INF]), np.array([1.0, 0.0, 0.0])
     w = np.array([1.0, 1.0, 0.0])
@@ -498,6 +541,7 @@ def direct_softmax_focal(x, y, gamma):
     return -(y * (1 - jnp.exp(logp)) ** gamma * logp).sum(-1)
 
 
+@pytest.mark.x64
 def test_softmax_focal_saturated():
     """1 - p_c rounds to 0 in float32 at these logits; log(1 - p_c) is exact, so the loss is
     right and the gradient finite, for gamma < 1 too."""
@@ -602,6 +646,7 @@ def test_ignored_positions_give_zero_and_zero_gradient():
         np.testing.assert_array_equal(g, 0.0, err_msg=name)
 
 
+@pytest.mark.x64
 def test_label_out_of_range_is_nan_where_optax_reads_the_last_class():
     lab = np.array([0, -1, 5, 2, 4, 1])
     ok = np.array([0, 3, 4, 5])

@@ -44,6 +44,7 @@ def _normal(seed, shape, scale=1.0):
 # ------------------------------------------------------------------------------ gaussian_nll
 
 
+@pytest.mark.x64
 def test_gaussian_nll_matches_torch_full():
     f = jax.jit(lambda m, y, s: likelihood.gaussian_nll(m, y, std=s))
     np.testing.assert_allclose(f(MEAN, TARGET, STD), TORCH_GAUSSIAN_NLL, rtol=1e-14)
@@ -53,6 +54,7 @@ def test_gaussian_nll_matches_torch_full():
     np.testing.assert_allclose(g_std, TORCH_GRAD_VAR * 2 * STD, rtol=1e-12)
 
 
+@pytest.mark.x64
 def test_gaussian_nll_does_not_clamp_the_variance_like_torch():
     # Un-jitted here (the other gaussian tests run jitted).
     ours = likelihood.gaussian_nll(jnp.array([0.0]), jnp.array([1e-3]), std=1e-4)
@@ -83,6 +85,7 @@ def test_gaussian_nll_unit_std_is_half_squared_error():
     np.testing.assert_allclose(g_nll, g_mse, rtol=1e-14)
 
 
+@pytest.mark.x64
 def test_gaussian_log_std_equals_std_and_gives_the_mle():
     mean, targets = _normal(2, (50,)), _normal(3, (50,), 2.0)
     log_std = _normal(4, (50,), 0.5)
@@ -165,6 +168,7 @@ def test_laplace_nll_unit_scale_is_absolute_error_plus_log2():
     np.testing.assert_array_equal(sides(targets)[2], np.zeros((3, 4)))
 
 
+@pytest.mark.x64
 def test_laplace_nll_scale_and_log_scale_match_the_density():
     loc, targets = _normal(10, (8,)), _normal(11, (8,), 3.0)
     b = np.exp(np.asarray(_normal(12, (8,), 0.5)))
@@ -187,6 +191,7 @@ def test_laplace_nll_scale_and_log_scale_match_the_density():
 # run jitted: one program computes both sides of each identity.
 
 
+@pytest.mark.x64
 def test_bernoulli_nll_is_sigmoid_bce_and_the_bernoulli_likelihood():
     logits = _normal(13, (5, 2), 3.0)
     labels = jnp.asarray(np.random.default_rng(14).integers(0, 2, (5, 2)))
@@ -206,6 +211,7 @@ def test_bernoulli_nll_is_sigmoid_bce_and_the_bernoulli_likelihood():
     check_grads(lambda x: both(x, labels)[0], (logits,), order=1, modes=("rev",))
 
 
+@pytest.mark.x64
 def test_categorical_nll_is_integer_label_cross_entropy():
     logits = _normal(15, (4, 3, 5), 2.0)
     labels = jnp.asarray(np.random.default_rng(16).integers(0, 5, (4, 3)))
@@ -231,6 +237,69 @@ def test_categorical_nll_is_integer_label_cross_entropy():
     out16 = jax.jit(likelihood.categorical_nll)(logits.astype(jnp.float16), labels)
     assert out16.dtype == jnp.float32
     np.testing.assert_allclose(out16, nll, rtol=1e-2, atol=1e-2)
+
+
+# ------------------------------------------------------------------- float32, as users run it
+
+_R = np.random.default_rng(17)
+_M, _T = _R.normal(size=(3, 4)) * 2, _R.normal(size=(3, 4)) * 2
+_S = np.exp(_R.normal(size=(3, 4)) * 0.5)
+_B = _R.integers(0, 2, size=(3, 4)).astype(float)
+_LAB = _R.integers(0, 4, size=3)
+
+
+def _np_log_softmax(x):
+    return (
+        x
+        - x.max(-1, keepdims=True)
+        - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1))[..., None]
+    )
+
+
+FLOAT32_CASES = {  # name: (loss of the first argument, NumPy float64 reference of the density)
+    "gaussian_std": (
+        lambda m: likelihood.gaussian_nll(m, _T, std=_S),
+        lambda m: np.log(_S) + (_T - m) ** 2 / (2 * _S**2) + HALF_LOG_2PI,
+    ),
+    "gaussian_log_std": (
+        lambda ls: likelihood.gaussian_nll(_M, _T, log_std=ls),
+        lambda ls: ls + (_T - _M) ** 2 / (2 * np.exp(2 * ls)) + HALF_LOG_2PI,
+    ),
+    "laplace_scale": (
+        lambda m: likelihood.laplace_nll(m, _T, scale=_S),
+        lambda m: np_laplace_nll(m, _T, _S),
+    ),
+    "bernoulli": (
+        lambda x: likelihood.bernoulli_nll(x, _B),
+        lambda x: -np.log(np.where(_B == 1, 1 / (1 + np.exp(-x)), 1 / (1 + np.exp(x)))),
+    ),
+    "categorical": (
+        lambda x: likelihood.categorical_nll(x, _LAB),
+        lambda x: -np.take_along_axis(_np_log_softmax(x), _LAB[:, None], -1)[:, 0],
+    ),
+}
+
+
+def _np_grad(f, x, h=1e-6):
+    """Central differences of a NumPy float64 function's sum (~1e-9 accurate)."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e).sum() - f(x - e).sum()) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT32_CASES))
+def test_float32_value_and_gradient(name):
+    """JAX's default float32 mode: value and gradient against the float64 NumPy density."""
+    f, ref = FLOAT32_CASES[name]
+    x = (_S if name == "gaussian_log_std" else _M).astype(np.float32)
+    loss, grad = jax.jit(jax.value_and_grad(lambda x: f(x).sum()))(x)
+    assert loss.dtype == grad.dtype == jnp.float32
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(loss, ref(x64).sum(), rtol=2e-6)
+    np.testing.assert_allclose(grad, _np_grad(ref, x64), rtol=1e-4, atol=2e-6)
 
 
 # ----------------------------------------------------------------------------- static errors
