@@ -1,4 +1,8 @@
-"""Tests for jaxloss.mining: SSD hard negative mining (vs torchvision's rule), OHEM, mined CE."""
+"""Tests for jaxloss.mining: SSD hard negative mining (vs torchvision's rule), OHEM, mined CE.
+
+Tests marked x64 compare float64 losses with float64 references at float64 tolerance; the others
+run in JAX's default float32 mode, as users do.
+"""
 
 import chex
 import jax
@@ -243,6 +247,7 @@ def _ssd_ratio(logits, labels, **kw):
     return sums.sum() / jnp.maximum(num_pos.sum(), 1)
 
 
+@pytest.mark.x64
 def test_mined_cross_entropy_equals_torchvision_ssd_classification_loss():
     logits, labels = _anchor_problem(0)
     # Every image here has at least 3x as many negatives as positives (torchvision's sum would
@@ -252,6 +257,7 @@ def test_mined_cross_entropy_equals_torchvision_ssd_classification_loss():
     np.testing.assert_allclose(got, torchvision_ssd_classification(logits, labels), rtol=1e-12)
 
 
+@pytest.mark.x64
 def test_mined_cross_entropy_per_sample_values():
     logits, labels = _anchor_problem(1)
     sums, counts = jax.jit(
@@ -269,6 +275,7 @@ def test_mined_cross_entropy_per_sample_values():
         assert float(n) == pos.sum()
 
 
+@pytest.mark.x64
 def test_ssd_normalisation_with_objective_and_its_gradient():
     """The docstring's recipe: a summing objective divided by the batch's positives."""
     rng = np.random.default_rng(2)
@@ -304,6 +311,7 @@ def test_ssd_normalisation_with_objective_and_its_gradient():
     chex.assert_trees_all_close(grads, jax.jit(jax.grad(frozen))(params), rtol=1e-12)
 
 
+@pytest.mark.x64
 def test_mined_cross_entropy_grads_dtypes_and_nan():
     logits, labels = _anchor_problem(3, n=1, a=12, c=3, rate=0.3)
     lg, lb = logits[0], labels[0]
@@ -335,6 +343,28 @@ def test_mined_cross_entropy_grads_dtypes_and_nan():
         jaxloss.checked(jax.jit(lambda x, y: mining.mined_cross_entropy(x, y)))(lg, bad)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_mined_cross_entropy_float32_value_and_gradient_against_float64_numpy(label_smoothing):
+    logits, labels = _anchor_problem(4, n=1, a=20, c=3, rate=0.2)
+    lg = np.asarray(logits[0], np.float32)
+    lb = np.asarray(labels[0])
+    lg64 = lg.astype(np.float64)  # the reference sees exactly the float32 inputs
+    ce = np_cross_entropy(lg64, lb, label_smoothing)
+    mask = caffe_rule_mask(ce, lb > 0, 3.0)
+    # d/dz of the selected smoothed CE: softmax(z) − ((1 − ε) onehot + ε / C) on selected anchors
+    p = np.exp(np_log_softmax(lg64))
+    target = (1 - label_smoothing) * np.eye(3)[lb] + label_smoothing / 3
+    expected_grad = np.where(mask[:, None], p - target, 0.0)
+
+    def loss(x):
+        return mining.mined_cross_entropy(x, lb, label_smoothing=label_smoothing)[0]
+
+    value, grad = jax.jit(jax.value_and_grad(loss))(lg)
+    assert value.dtype == grad.dtype == jnp.float32
+    np.testing.assert_allclose(value, ce[mask].sum(), rtol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-7)
+
+
 # ----------------------------------------------------------------------------- static errors
 
 
@@ -359,7 +389,7 @@ def test_mined_cross_entropy_grads_dtypes_and_nan():
         (
             lambda: mining.hard_negative_mask(jnp.ones(4), jnp.ones(4, bool), min_negatives=1.5),
             TypeError,
-            r"hard_negative_mask: `min_negatives` must be a non-negative integer",
+            r"hard_negative_mask: `min_negatives` must be an integer; got 1.5",
         ),
         (
             lambda: mining.hard_negative_mask(jnp.ones(4), jnp.ones(4, bool), min_negatives=-1),
@@ -403,8 +433,179 @@ def test_mined_cross_entropy_grads_dtypes_and_nan():
             ValueError,
             r"mined_cross_entropy: `background_class` must lie in \[0, 2\]",
         ),
+        # issue 7: integers outside int32 were an OverflowError; bools were read as 0/1
+        (
+            lambda: mining.hard_negative_mask(jnp.ones(4), jnp.ones(4, bool), min_negatives=2**40),
+            ValueError,
+            r"hard_negative_mask: `min_negatives` must lie in \[0, 2147483647\]; got 1099511627776",
+        ),
+        (
+            lambda: mining.ohem_mask(jnp.ones(4), num_keep=2**31),
+            ValueError,
+            r"ohem_mask: `num_keep` must lie in \[0, 2147483647\]; got 2147483648",
+        ),
+        (
+            lambda: mining.mined_cross_entropy(
+                jnp.ones((4, 3)), jnp.zeros(4, int), background_class=2**40
+            ),
+            ValueError,
+            r"mined_cross_entropy: `background_class` must lie in \[0, 2\]; got 1099511627776",
+        ),
+        (
+            lambda: mining.hard_negative_mask(jnp.ones(4), jnp.ones(4, bool), min_negatives=True),
+            TypeError,
+            r"hard_negative_mask: `min_negatives` must be an integer; got True",
+        ),
+        (
+            lambda: mining.ohem_mask(jnp.ones(4), num_keep=np.bool_(True)),
+            TypeError,
+            r"ohem_mask: `num_keep` must be an integer; got ",
+        ),
+        (
+            lambda: mining.mined_cross_entropy(
+                jnp.ones((4, 3)), jnp.zeros(4, int), background_class=False
+            ),
+            TypeError,
+            r"mined_cross_entropy: `background_class` must be an integer; got False",
+        ),
+        (
+            lambda: mining.mined_cross_entropy(
+                jnp.ones((4, 3)), jnp.zeros(4, int), background_class=1.0
+            ),
+            TypeError,
+            r"mined_cross_entropy: `background_class` must be an integer; got 1.0",
+        ),
+        # no class; complex, non-numeric or non-scalar inputs
+        (
+            lambda: mining.mined_cross_entropy(jnp.ones((4, 0)), jnp.zeros(4, int)),
+            ValueError,
+            r"mined_cross_entropy: `logits` must have at least one entry along axis last",
+        ),
+        (
+            lambda: mining.mined_cross_entropy(jnp.ones((4, 3)) * 1j, jnp.zeros(4, int)),
+            TypeError,
+            r"mined_cross_entropy: `logits` must be real",
+        ),
+        (
+            lambda: mining.hard_negative_mask(jnp.ones(4) * 1j, jnp.ones(4, bool)),
+            TypeError,
+            r"hard_negative_mask: `losses` must be real",
+        ),
+        (
+            lambda: mining.ohem_mask("abc", num_keep=1),
+            TypeError,
+            r"ohem_mask: `losses` must be a real number or array; got 'abc'",
+        ),
+        (
+            lambda: mining.hard_negative_mask(jnp.ones(4), jnp.ones(4, bool), neg_pos_ratio=[1, 2]),
+            ValueError,
+            r"hard_negative_mask: `neg_pos_ratio` must be a scalar",
+        ),
+        (
+            lambda: mining.hard_negative_mask(jnp.ones(4), jnp.ones(4, bool), neg_pos_ratio=True),
+            TypeError,
+            r"hard_negative_mask: `neg_pos_ratio` must be a real number",
+        ),
+        (
+            lambda: mining.mined_cross_entropy(
+                jnp.ones((4, 3)), jnp.zeros(4, int), neg_pos_ratio=np.nan
+            ),
+            ValueError,
+            r"mined_cross_entropy: `neg_pos_ratio` must lie in \[0, inf\]; got nan",
+        ),
+        (
+            lambda: mining.mined_cross_entropy(
+                jnp.ones((4, 3)), jnp.zeros(4, int), label_smoothing=1.5
+            ),
+            ValueError,
+            r"mined_cross_entropy: `label_smoothing` must lie in \[0, 1\]",
+        ),
     ],
 )
 def test_static_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# ---------------------------------------------------- traced hyperparameters out of range (issue 7)
+
+_LOSSES = jnp.array([0.1, 2.0, 0.5, 0.3, 0.9])
+_ONE_POSITIVE = jnp.array([True, False, False, False, False])
+
+
+def test_numpy_integer_counts_are_accepted():
+    # NumPy integers are integers (np.int64(2) gives what 2 gives).
+    np.testing.assert_array_equal(
+        mining.hard_negative_mask(_LOSSES, _ONE_POSITIVE, min_negatives=np.int64(2)),
+        mining.hard_negative_mask(_LOSSES, _ONE_POSITIVE, min_negatives=2),
+    )
+    np.testing.assert_array_equal(
+        mining.ohem_mask(_LOSSES, num_keep=np.uint8(2)), [False, True, False, False, True]
+    )
+    logits, labels = _anchor_problem(5, n=1, a=8, c=3, rate=0.3)
+    chex.assert_trees_all_equal(
+        mining.mined_cross_entropy(logits[0], labels[0], background_class=np.int64(0)),
+        mining.mined_cross_entropy(logits[0], labels[0], background_class=0),
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [({"neg_pos_ratio": -1.0}, "neg_pos_ratio"), ({"min_negatives": -2}, "min_negatives")],
+)
+def test_traced_bad_mask_hyperparameter_counts_as_zero_and_checked_raises(kwargs, name):
+    """The documented rule for the boolean masks: no NaN to give, so the term counts as 0."""
+    jitted = jax.jit(mining.hard_negative_mask)
+    # A negative ratio keeps no negative from the ratio; a negative min_negatives no minimum.
+    expected = caffe_rule_mask(np.asarray(_LOSSES), np.asarray(_ONE_POSITIVE), 0.0, 0)
+    if name == "min_negatives":  # the default ratio 3 still applies: 3 hardest negatives
+        expected = caffe_rule_mask(np.asarray(_LOSSES), np.asarray(_ONE_POSITIVE), 3.0, 0)
+    np.testing.assert_array_equal(jitted(_LOSSES, _ONE_POSITIVE, **kwargs), expected)
+    with pytest.raises(
+        checkify.JaxRuntimeError, match=rf"^jaxloss.hard_negative_mask: `{name}` must"
+    ):
+        jaxloss.checked(jitted)(_LOSSES, _ONE_POSITIVE, **kwargs)
+
+
+def test_traced_negative_num_keep_keeps_nothing_and_checked_raises():
+    jitted = jax.jit(mining.ohem_mask)
+    np.testing.assert_array_equal(jitted(_LOSSES, num_keep=-1), np.zeros(5, bool))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"^jaxloss.ohem_mask: `num_keep` must"):
+        jaxloss.checked(jitted)(_LOSSES, num_keep=-1)
+
+
+def test_infinite_ratio_keeps_every_negative():
+    # ⌊inf · 1⌋ negatives, capped at #negatives = 4; with no positive, inf · 0 keeps none
+    # (torchvision: rank < nan is False).
+    mask = mining.hard_negative_mask(_LOSSES, _ONE_POSITIVE, neg_pos_ratio=np.inf)
+    np.testing.assert_array_equal(mask, np.ones(5, bool))
+    mask = mining.hard_negative_mask(_LOSSES, jnp.zeros(5, bool), neg_pos_ratio=np.inf)
+    np.testing.assert_array_equal(mask, np.zeros(5, bool))
+
+
+def test_mined_cross_entropy_bad_values_give_nan_and_checked_names_it():
+    """Traced hyperparameters out of range and bad values: NaN, and checked raises naming
+    mined_cross_entropy (not the cross entropy or the mask it calls)."""
+    logits, labels = _anchor_problem(6, n=1, a=8, c=3, rate=0.3)
+    lg, lb = logits[0], labels[0]
+    jitted = jax.jit(mining.mined_cross_entropy)
+    cases = [
+        ((lg, lb), {"neg_pos_ratio": -1.0}, r"`neg_pos_ratio` must lie in \[0, inf\]"),
+        ((lg, lb), {"min_negatives": -1}, r"`min_negatives` must be a non-negative integer"),
+        ((lg, lb), {"label_smoothing": 1.5}, r"`label_smoothing` must lie in \[0, 1\]"),
+        ((lg, lb.at[0].set(3)), {}, r"`labels` has values outside \[0, 3\)"),
+        ((lg.at[0, 0].set(jnp.nan), lb), {}, r"`logits` contains NaN or \+inf"),
+    ]
+    for args, kwargs, match in cases:
+        loss_sum, count = jitted(*args, **kwargs)
+        assert np.isnan(loss_sum)
+        assert count == np.sum(np.asarray(args[1]) != 0)  # the count stays the count
+        with pytest.raises(
+            checkify.JaxRuntimeError, match=rf"^jaxloss.mined_cross_entropy: {match}"
+        ):
+            jaxloss.checked(jitted)(*args, **kwargs)
+
+
+def test_mined_cross_entropy_without_anchors_is_an_empty_sum():
+    loss_sum, count = mining.mined_cross_entropy(jnp.zeros((0, 3)), jnp.zeros(0, jnp.int32))
+    assert float(loss_sum) == 0.0 and float(count) == 0.0
