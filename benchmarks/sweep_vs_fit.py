@@ -3,7 +3,9 @@
 Both train the same MLP on the same spirals with full-batch gradient descent. Compilation is
 timed separately (the first call); steady-state times are medians over `--repeats` runs in the
 same process, every run blocked until its results are ready. A bare `lax.scan` of
-`jaxloss.sgd_step` (no divergence bookkeeping) is the floor for one `fit`.
+`jaxloss.sgd_step` (no divergence bookkeeping) is the floor for one `fit`. The sweep is timed
+with the backend's default `parallel_runs` (1 on CPU: runs one after another inside the
+program; all K on GPU/TPU) and with all K runs vmapped (`parallel_runs=K`).
 
     python benchmarks/sweep_vs_fit.py            # 16 rates, < 1 minute on 2 CPU cores
     python benchmarks/sweep_vs_fit.py --help
@@ -49,6 +51,11 @@ def main() -> None:
     def run_sweep():
         return jaxloss.sweep(f, params, x, y, learning_rates=rates, steps=steps)
 
+    def run_vmapped():
+        return jaxloss.sweep(
+            f, params, x, y, learning_rates=rates, steps=steps, parallel_runs=args.rates
+        )
+
     def run_fits():
         return [jaxloss.fit(f, params, x, y, learning_rate=r, steps=steps) for r in rates]
 
@@ -67,24 +74,41 @@ def main() -> None:
         f"{args.hidden}, 3], N={args.samples}, {steps} full-batch steps, K={args.rates} rates"
     )
     first_sweep, result = timed(run_sweep)
+    first_vmapped, _ = timed(run_vmapped)
     first_fit, _ = timed(lambda: jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=steps))
     first_bare, _ = timed(lambda: bare_scan(params, x, y, 0.1))
 
-    medians = {}
-    for name, fn in (("sweep", run_sweep), ("fits", run_fits), ("bare", run_bare)):
-        medians[name] = statistics.median(timed(fn)[0] for _ in range(args.repeats))
+    methods = (
+        ("sweep", run_sweep),
+        ("vmapped", run_vmapped),
+        ("fits", run_fits),
+        ("bare", run_bare),
+    )
+    # Interleaved rounds, so that a burst of load on a shared machine hits every method alike.
+    times = {name: [] for name, _ in methods}
+    for _ in range(args.repeats):
+        for name, fn in methods:
+            times[name].append(timed(fn)[0])
+    medians = {name: statistics.median(t) for name, t in times.items()}
     compile_sweep = first_sweep - medians["sweep"]
     compile_fit = first_fit - medians["fits"] / args.rates
     compile_bare = first_bare - medians["bare"] / args.rates
 
     print(f"\nmedian of {args.repeats} runs after warm-up (seconds):")
-    print(f"  sweep, {args.rates} rates in one program      {medians['sweep']:8.4f}")
+    default = 1 if jax.default_backend() == "cpu" else args.rates
+    print(f"  sweep, parallel_runs={default} (default)       {medians['sweep']:8.4f}")
+    print(f"  sweep, parallel_runs={args.rates} (all vmapped)   {medians['vmapped']:8.4f}")
     print(f"  {args.rates} sequential fit calls            {medians['fits']:8.4f}")
     print(f"  {args.rates} bare lax.scan of sgd_step       {medians['bare']:8.4f}")
     print("compile (first call minus a warm call):")
-    print(f"  sweep {compile_sweep:.3f}   fit {compile_fit:.3f}   bare scan {compile_bare:.3f}")
+    compile_vmapped = first_vmapped - medians["vmapped"]
+    print(
+        f"  sweep {compile_sweep:.3f}   vmapped sweep {compile_vmapped:.3f}   fit {compile_fit:.3f}"
+        f"   bare scan {compile_bare:.3f}"
+    )
     print("ratios:")
     print(f"  sequential fits / sweep           {medians['fits'] / medians['sweep']:6.2f}x")
+    print(f"  sequential fits / vmapped sweep   {medians['fits'] / medians['vmapped']:6.2f}x")
     print(f"  sequential fits / bare scans      {medians['fits'] / medians['bare']:6.2f}x")
     print(
         f"  incl. compile: fits / sweep       "

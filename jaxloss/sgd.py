@@ -283,11 +283,15 @@ def _sweep_impl(
     # number run at once, so that the mapped function is traced (and compiled) once.
     chunk = min(parallel_runs, runs)
     padded = -(-runs // chunk) * chunk
-    order = jnp.arange(padded) % runs
+
+    def flat(a):  # (K, S, ...) -> (padded, ...); reshapes and a slice: no gather to compile
+        a = a.reshape(runs, *a.shape[2:])
+        return jnp.concatenate([a, a[: padded - runs]]) if padded > runs else a
+
     per_run = (
-        jax.tree.map(lambda a: a.reshape(runs, *a.shape[2:])[order], state),
-        learning_rates[order // num_seeds],
-        batch_keys[order % num_seeds],
+        jax.tree.map(flat, state),
+        flat(jnp.broadcast_to(learning_rates[:, None], (num_rates, num_seeds))),
+        flat(jnp.broadcast_to(batch_keys[None, :], (num_rates, num_seeds))),
     )
 
     def run(args):
