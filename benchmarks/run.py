@@ -101,17 +101,25 @@ def _torch_gaussian_nll(t, x, y):
 
 def _loss_rows() -> list[LossRow]:
     F = "F."  # torch.nn.functional
-    bce = "optax.sigmoid_binary_cross_entropy"
-    int_ce = "optax.softmax_cross_entropy_with_integer_labels"
+    # The comparisons shared by a loss and its likelihood twin (same maths, two names).
+    bce = {
+        "baseline_name": "optax.sigmoid_binary_cross_entropy",
+        "baseline": optax.sigmoid_binary_cross_entropy,
+        "torch_name": F + "binary_cross_entropy_with_logits",
+        "torch_fn": lambda t, x, y: t.nn.functional.binary_cross_entropy_with_logits(
+            x, y, reduction="sum"
+        ),
+    }
+    int_ce = {
+        "baseline_name": "optax.softmax_cross_entropy_with_integer_labels",
+        "baseline": optax.softmax_cross_entropy_with_integer_labels,
+        "torch_name": F + "cross_entropy",
+        "torch_fn": lambda t, x, y: t.nn.functional.cross_entropy(x, y, reduction="sum"),
+        "floor": "softmax",
+    }
     return [
         LossRow(
-            "sigmoid_binary_cross_entropy",
-            jaxloss.sigmoid_binary_cross_entropy,
-            "binary",
-            bce,
-            optax.sigmoid_binary_cross_entropy,
-            F + "binary_cross_entropy_with_logits",
-            lambda t, x, y: t.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="sum"),
+            "sigmoid_binary_cross_entropy", jaxloss.sigmoid_binary_cross_entropy, "binary", **bce
         ),
         LossRow(
             "sigmoid_focal_loss",
@@ -134,11 +142,7 @@ def _loss_rows() -> list[LossRow]:
             "softmax_cross_entropy_with_integer_labels",
             jaxloss.softmax_cross_entropy_with_integer_labels,
             "int",
-            int_ce,
-            optax.softmax_cross_entropy_with_integer_labels,
-            F + "cross_entropy",
-            lambda t, x, y: t.nn.functional.cross_entropy(x, y, reduction="sum"),
-            floor="softmax",
+            **int_ce,
         ),
         LossRow(
             "integer_cross_entropy_smoothed_0.1",
@@ -244,25 +248,8 @@ def _loss_rows() -> list[LossRow]:
             _optax_overlap(1.0, 1.0),
             floor="softmax",
         ),
-        LossRow(
-            "bernoulli_nll",
-            jaxloss.bernoulli_nll,
-            "binary",
-            bce,
-            optax.sigmoid_binary_cross_entropy,
-            F + "binary_cross_entropy_with_logits",
-            lambda t, x, y: t.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="sum"),
-        ),
-        LossRow(
-            "categorical_nll",
-            jaxloss.categorical_nll,
-            "int",
-            int_ce,
-            optax.softmax_cross_entropy_with_integer_labels,
-            F + "cross_entropy",
-            lambda t, x, y: t.nn.functional.cross_entropy(x, y, reduction="sum"),
-            floor="softmax",
-        ),
+        LossRow("bernoulli_nll", jaxloss.bernoulli_nll, "binary", **bce),
+        LossRow("categorical_nll", jaxloss.categorical_nll, "int", **int_ce),
         LossRow(
             "gaussian_nll",
             jaxloss.gaussian_nll,
