@@ -63,8 +63,9 @@ def _float_inputs(fn: str, logits: Any, labels: Any, *, class_axis: bool):
 
 
 def _times(c: jax.Array, v: jax.Array) -> jax.Array:
-    """c * v with 0 * inf = 0: a zero weight takes no part of an infinite term."""
-    return jnp.where(c == 0, 0, c * v)
+    """c * v with 0 * inf = 0 (a zero weight takes no part of an infinite term) but 0 * NaN = NaN
+    (a zero weight never hides a NaN input)."""
+    return c * jnp.where((c == 0) & ~jnp.isnan(v), 0, v)
 
 
 def _smooth(labels: jax.Array, eps: jax.Array, num_classes: Any) -> jax.Array:
@@ -203,17 +204,16 @@ def _log_one_minus_p(p, e, log_total, at_max):
 
 def _neg_weighted_sum(weight: jax.Array, logp: jax.Array) -> jax.Array:
     """-sum_c weight_c logp_c with 0 * (-inf) = 0 (a class with zero weight may have logit -inf)."""
-    zero = weight == 0
-    return -jnp.sum(jnp.where(zero, 0, weight * jnp.where(zero, 0, logp)), axis=-1)
+    return -jnp.sum(_times(weight, logp), axis=-1)
 
 
 def _neg_weighted(weight: jax.Array, logp: jax.Array) -> jax.Array:
-    zero = weight == 0
-    return jnp.where(zero, 0, -(weight * jnp.where(zero, 0, logp)))
+    return -_times(weight, logp)
 
 
 def _softmax_inputs(fn, logits, labels):
     logits, labels, dtype = _float_inputs(fn, logits, labels, class_axis=True)
+    _checks.non_empty(fn, "logits", logits, axis=-1)
     _softmax_logits_check(fn, logits)
     return logits, _probability_labels(fn, labels), dtype
 
@@ -224,10 +224,10 @@ def _integer_inputs(fn, logits, labels, ignore_index):
     logits = _checks.as_logits(fn, "logits", logits)
     labels = _checks.as_integer_labels(fn, "labels", labels)
     _checks.integer_labels_shape(fn, logits, labels)
-    if ignore_index is not None and not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(
-            f"jaxloss.{fn}: `ignore_index` must be None or a Python int; got {ignore_index!r}."
-        )
+    _checks.non_empty(fn, "logits", logits, axis=-1)
+    if ignore_index is not None:
+        # Compared with int32 labels: 2**40 would overflow, True would mean class 1.
+        ignore_index = _checks.int32(fn, "ignore_index", ignore_index)
     num_classes = logits.shape[-1]
     ignored = jnp.zeros(labels.shape, bool) if ignore_index is None else labels == ignore_index
     bad = ((labels < 0) | (labels >= num_classes)) & ~ignored
@@ -280,7 +280,17 @@ def sigmoid_binary_cross_entropy(
     Reference: equals `optax.sigmoid_binary_cross_entropy` and
     `torch.nn.functional.binary_cross_entropy_with_logits(reduction='none', pos_weight=)`.
     """
-    fn = "sigmoid_binary_cross_entropy"
+    return _sigmoid_bce(
+        "sigmoid_binary_cross_entropy",
+        logits,
+        labels,
+        pos_weight=pos_weight,
+        label_smoothing=label_smoothing,
+    )
+
+
+def _sigmoid_bce(fn, logits, labels, *, pos_weight=None, label_smoothing=0.0):
+    """`sigmoid_binary_cross_entropy` for the public function `fn` (named in errors)."""
     logits, labels, dtype = _sigmoid_inputs(fn, logits, labels)
     eps = _scalar_hyper(fn, "label_smoothing", label_smoothing, dtype, low=0, high=1)
     pw = 1 if pos_weight is None else pos_weight
@@ -398,6 +408,7 @@ def softmax_cross_entropy(
     """
     fn = "softmax_cross_entropy"
     logits, labels, dtype = _float_inputs(fn, logits, labels, class_axis=True)
+    _checks.non_empty(fn, "logits", logits, axis=-1)
     eps = _scalar_hyper(fn, "label_smoothing", label_smoothing, dtype, low=0, high=1)
     num_classes = logits.shape[-1]
     if where is not None:
@@ -458,7 +469,18 @@ def softmax_cross_entropy_with_integer_labels(
     Reference: equals `torch.nn.functional.cross_entropy(logits, labels, reduction='none',
     weight=, ignore_index=, label_smoothing=)` element for element.
     """
-    fn = "softmax_cross_entropy_with_integer_labels"
+    return _integer_ce(
+        "softmax_cross_entropy_with_integer_labels",
+        logits,
+        labels,
+        label_smoothing=label_smoothing,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+    )
+
+
+def _integer_ce(fn, logits, labels, *, label_smoothing=0.0, class_weights=None, ignore_index=None):
+    """`softmax_cross_entropy_with_integer_labels` for the public function `fn`."""
     logits, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
     dtype = logits.dtype
     num_classes = logits.shape[-1]

@@ -26,10 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks
-from jaxloss.classification import (
-    sigmoid_binary_cross_entropy,
-    softmax_cross_entropy_with_integer_labels,
-)
+from jaxloss.classification import _integer_ce, _sigmoid_bce
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -189,9 +186,7 @@ def bernoulli_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
     Reference: Bishop, *Pattern Recognition and Machine Learning* (2006), §4.3.2.
     """
-    fn = "bernoulli_nll"
-    logits, labels = _checks.float_pair(fn, "logits", logits, "labels", labels)
-    return sigmoid_binary_cross_entropy(logits, labels)
+    return _sigmoid_bce("bernoulli_nll", logits, labels)
 
 
 def categorical_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -214,8 +209,4 @@ def categorical_nll(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
     Reference: Bishop, *Pattern Recognition and Machine Learning* (2006), §4.3.4.
     """
-    fn = "categorical_nll"
-    logits = _checks.as_logits(fn, "logits", logits)
-    labels = _checks.as_integer_labels(fn, "labels", labels)
-    _checks.integer_labels_shape(fn, logits, labels)
-    return softmax_cross_entropy_with_integer_labels(logits, labels)
+    return _integer_ce("categorical_nll", logits, labels)

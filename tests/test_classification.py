@@ -786,8 +786,30 @@ STATIC_ERRORS = [
         (X, LAB),
         {"ignore_index": 1.0},
         TypeError,
-        r"`ignore_index` must be None or a Python int",
+        r"with_integer_labels: `ignore_index` must be an integer; got 1.0",
     ),
+    # True is not class 1; 2**40 does not fit the int32 labels it is compared with.
+    (ICE, (X, LAB), {"ignore_index": True}, TypeError, r"`ignore_index` must be an integer"),
+    (
+        IFL,
+        (X, LAB),
+        {"ignore_index": 2**40},
+        ValueError,
+        r"focal_loss_with_integer_labels: `ignore_index` must lie in \[-2147483648, 2147483647\]",
+    ),
+    # Complex input would lose its imaginary part.
+    (SIG, (X + 1j, Y), {}, TypeError, r"sigmoid_binary_cross_entropy: `logits` must be real"),
+    (SIG, (X, Y + 0j), {}, TypeError, r"sigmoid_binary_cross_entropy: `labels` must be real"),
+    (SCE, (X, P + 0j), {}, TypeError, r"softmax_cross_entropy: `labels` must be real"),
+    (ICE, (X + 1j, LAB), {}, TypeError, r"with_integer_labels: `logits` must be real"),
+    (ICE, (X, LAB + 0j), {}, TypeError, r"with_integer_labels: `labels` must be an integer"),
+    (SFL, (X, Y + 1j), {}, TypeError, r"sigmoid_focal_loss: `labels` must be real"),
+    (MFL, (X + 1j, P), {}, TypeError, r"softmax_focal_loss: `logits` must be real"),
+    # No class at all: a softmax over nothing.
+    (SCE, (X[:, :0], P[:, :0]), {}, ValueError, r"softmax_cross_entropy: `logits` must have at"),
+    (MFL, (X[:, :0], P[:, :0]), {}, ValueError, r"softmax_focal_loss: `logits` must have at"),
+    (ICE, (X[:, :0], LAB), {}, ValueError, r"with_integer_labels: `logits` must have at least"),
+    (IFL, (X[:, :0], LAB), {}, ValueError, r"focal_loss_with_integer_labels: `logits` must have"),
     (SFL, (X, Y), {"gamma": np.ones(2)}, ValueError, r"`gamma` must be a scalar"),
     (
         jaxloss.smooth_labels,
@@ -890,3 +912,40 @@ def test_checked_un_jitted_as_the_readme_shows_it():
     p[3, 0] = -0.2
     with pytest.raises(checkify.JaxRuntimeError, match=r"softmax_cross_entropy: `labels` has"):
         jaxloss.checked(SCE)(X, p)
+
+
+def test_zero_weight_does_not_hide_nan():
+    """NaN in, NaN out whatever the weight (torch gives NaN too); a zero weight still takes no
+    part of the infinite term of a -inf logit."""
+    x = np.array([[np.nan, 0.0, 1.0], [2.0, 0.0, -INF]], np.float32)
+    w0 = np.array([0.0, 1.0, 0.0], np.float32)  # zero for both rows' labels
+    onehot = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    lab = np.array([0, 2])
+    out = jax.jit(
+        lambda x: {
+            "bce": SIG(x[0, :1], np.ones(1, np.float32), pos_weight=0.0),
+            "bce_vec": SIG(x[0], np.ones(3, np.float32), pos_weight=w0),
+            "sce": SCE(x, onehot, class_weights=w0),
+            "ice": ICE(x, lab, class_weights=w0),
+            "ice_smooth": ICE(x, lab, class_weights=w0, label_smoothing=0.1),
+            "mfl": MFL(x, onehot, alpha=w0),
+            "ifl": IFL(x, lab, alpha=w0),
+        }
+    )(x)
+    assert np.isnan(out["bce"]).all() and np.isnan(out["bce_vec"][0])
+    for name in ("sce", "ice", "ice_smooth", "mfl", "ifl"):
+        assert np.isnan(out[name][0]), name
+    # Row 1: the label's class has logit -inf and weight 0: 0, not NaN (0 * inf).
+    np.testing.assert_array_equal(out["sce"][1], 0.0)
+    np.testing.assert_array_equal(out["mfl"][1], 0.0)
+    np.testing.assert_array_equal(out["ice"][1], 0.0)
+    np.testing.assert_array_equal(out["ifl"][1], 0.0)
+
+
+def test_checked_names_the_likelihood_the_user_called():
+    x = X.copy()
+    x[0, 0] = np.nan
+    with pytest.raises(checkify.JaxRuntimeError, match=r"jaxloss\.bernoulli_nll: `logits`"):
+        jaxloss.checked(jaxloss.bernoulli_nll)(x, np.round(Y))
+    with pytest.raises(checkify.JaxRuntimeError, match=r"jaxloss\.categorical_nll: `labels` has"):
+        jaxloss.checked(jaxloss.categorical_nll)(X, np.array([0, 1, 2, 3, 4, 5]))

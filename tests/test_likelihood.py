@@ -358,6 +358,31 @@ def test_float32_value_and_gradient(name):
             ValueError,
             r"categorical_nll: `labels` must have shape logits.shape\[:-1\]",
         ),
+        (
+            lambda: likelihood.categorical_nll(jnp.ones((3, 0)), jnp.zeros(3, int)),
+            ValueError,
+            r"categorical_nll: `logits` must have at least one entry along axis last",
+        ),
+        (
+            lambda: likelihood.gaussian_nll(jnp.ones(3), jnp.ones(3) + 1j),
+            TypeError,
+            r"gaussian_nll: `targets` must be real",
+        ),
+        (
+            lambda: likelihood.gaussian_nll(jnp.ones(3) * 1j, jnp.ones(3)),
+            TypeError,
+            r"gaussian_nll: `mean` must be real",
+        ),
+        (
+            lambda: likelihood.laplace_nll(jnp.ones(3), jnp.ones(3) + 1j),
+            TypeError,
+            r"laplace_nll: `targets` must be real",
+        ),
+        (
+            lambda: likelihood.bernoulli_nll(jnp.ones(3), jnp.ones(3) + 1j),
+            TypeError,
+            r"bernoulli_nll: `labels` must be real",
+        ),
     ],
 )
 def test_static_errors(call, exc, match):
