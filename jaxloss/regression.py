@@ -13,40 +13,34 @@ import jax.numpy as jnp
 from jaxloss import _checks
 
 
-def _errors(fn: str, predictions, targets, where=None) -> jax.Array:
-    """`predictions − targets` after the shared checks; masked-out errors are set to 0.
-
-    Zeroing the error itself (not the loss) keeps an inf or NaN at a masked position out of both
-    the value and the gradient (`0 * inf` would be NaN in the backward pass).
-    """
+def _errors(fn: str, predictions, targets) -> jax.Array:
+    """`predictions − targets` after the shared checks."""
     predictions, targets = _checks.float_pair(fn, "predictions", predictions, "targets", targets)
     # A mean over no element has no value; a mask selecting nothing is a different, defined case.
     _checks.non_empty(fn, "predictions", predictions)
     _checks.not_nan(fn, "predictions", predictions)
     _checks.not_nan(fn, "targets", targets)
-    errors = predictions - targets
+    return predictions - targets
+
+
+def _masked_errors(fn: str, predictions, targets, where) -> tuple[jax.Array, jax.Array]:
+    """The errors with masked-out ones set to 0, and the number of selected ones (at least 1).
+
+    Zeroing the error itself (not the loss) keeps an inf or NaN at a masked position out of both
+    the value and the gradient (`0 * inf` would be NaN in the backward pass).
+    """
+    errors = _errors(fn, predictions, targets)
     if where is None:
-        return errors
-    where = jnp.asarray(where)
+        return errors, jnp.asarray(errors.size, errors.dtype)
+    where = _checks.real(fn, "where", where)
     _checks.mask_shape(fn, "where", where, errors.shape)
-    return jnp.where(where, errors, 0)
-
-
-def _mean(values: jax.Array, where: jax.Array | None) -> jax.Array:
-    """Mean over the elements selected by `where` (all when None); 0 when nothing is selected."""
-    if where is None:
-        return jnp.mean(values)
-    count = jnp.maximum(jnp.sum(where), 1).astype(values.dtype)
-    return jnp.sum(values) / count
+    count = jnp.maximum(jnp.sum(where), 1).astype(errors.dtype)
+    return jnp.where(where, errors, 0), count
 
 
 def _abs(errors: jax.Array) -> jax.Array:
     """|e| with derivative 0 at e = 0 (jnp.abs gives 1 there), as torch's l1_loss."""
     return jnp.where(errors == 0, 0, jnp.abs(errors))
-
-
-def _mse(fn: str, predictions, targets, where) -> jax.Array:
-    return _mean(jnp.square(_errors(fn, predictions, targets, where)), where)
 
 
 def squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
@@ -106,7 +100,8 @@ def mse(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None =
 
     Matches `torch.nn.functional.mse_loss(reduction='mean')` and `optax.squared_error(...).mean()`.
     """
-    return _mse("mse", predictions, targets, where)
+    errors, count = _masked_errors("mse", predictions, targets, where)
+    return jnp.sum(jnp.square(errors)) / count
 
 
 def rmse(
@@ -129,12 +124,17 @@ def rmse(
     `torch.sqrt(F.mse_loss(...))` and Keras' RMSE give NaN/inf gradients at zero error: d√m/dm is
     infinite at 0. Here 0 (a valid subgradient) is used there.
     """
-    mean_square = _mse("rmse", predictions, targets, where)
+    errors, count = _masked_errors("rmse", predictions, targets, where)
+    # Scaled by the largest |e| (a constant for autodiff: rmse is homogeneous, so the gradient is
+    # unchanged): e² would underflow to 0 from |e| ~ 1e-19 in float32, or overflow from ~ 1e19.
+    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(errors)))
+    scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1)
+    mean_square = jnp.sum(jnp.square(errors / scale)) / count
     # Double where: sqrt's derivative at 0 is infinite, so differentiate only a safe argument.
     # Test `== 0`, not `> 0`: a NaN mean square must stay NaN.
     zero = mean_square == 0
     safe = jnp.where(zero, 1, mean_square)
-    return jnp.where(zero, 0, jnp.sqrt(safe))
+    return scale * jnp.where(zero, 0, jnp.sqrt(safe))
 
 
 def mae(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None = None) -> jax.Array:
@@ -154,7 +154,8 @@ def mae(predictions: jax.Array, targets: jax.Array, *, where: jax.Array | None =
 
     Matches `torch.nn.functional.l1_loss(reduction='mean')`.
     """
-    return _mean(_abs(_errors("mae", predictions, targets, where)), where)
+    errors, count = _masked_errors("mae", predictions, targets, where)
+    return jnp.sum(_abs(errors)) / count
 
 
 def huber_loss(predictions: jax.Array, targets: jax.Array, *, delta: float = 1.0) -> jax.Array:

@@ -394,3 +394,25 @@ def test_huber_delta_gradient():
     e = np.array([0.5, -3.0], np.float32)
     grad = jax.grad(lambda d: jaxloss.huber_loss(e, np.zeros(2), delta=d).sum())(1.0)
     np.testing.assert_allclose(grad, 0.0 + (3.0 - 1.0), rtol=1e-6)
+
+
+def test_where_as_a_list_and_bad_where():
+    # Before: a Python list mask failed inside jnp.sum with a raw JAX TypeError.
+    p, t = np.array([1.0, 3.0], np.float32), np.zeros(2, np.float32)
+    for name in REDUCED:
+        got = getattr(jaxloss, name)(p, t, where=[True, False])
+        np.testing.assert_allclose(got, REDUCED[name](p, t, np.array([True, False])), rtol=1e-6)
+    with pytest.raises(TypeError, match=r"^jaxloss.mae: `where` must be a real number or array"):
+        jaxloss.mae(p, t, where="ab")
+
+
+@pytest.mark.parametrize("magnitude", [1e-30, 1e-20, 1e20, 1e30])
+def test_rmse_tiny_and_huge_errors_in_float32(magnitude):
+    # e² leaves float32's range (under 1e-38 or over 3e38) although the rmse does not: before,
+    # 1e-30 errors gave rmse 0 with gradient 0, 1e20 errors gave inf.
+    e64 = magnitude * np.array([3.0, -4.0, 0.0])
+    e32 = e64.astype(np.float32)
+    value, grad = jax.value_and_grad(jaxloss.rmse)(e32, np.zeros(3, np.float32))
+    ref = np.sqrt(np.mean(e32.astype(np.float64) ** 2))  # float64 holds e² here
+    np.testing.assert_allclose(value, ref, rtol=1e-6)
+    np.testing.assert_allclose(grad, e32 / (3 * ref), rtol=1e-6)  # d rmse / de = e / (n rmse)
