@@ -753,12 +753,12 @@ def run(args: argparse.Namespace) -> dict:
     else:
         problem = Problem(samples=512, hidden=32, steps=300, rates=16)
     losses = [r for r in _loss_rows() if _selected(args.only, "losses", r.name)]
+    kernels = _floor_kernels()
+    shown = [k for k in kernels if _selected(args.only, "floors", f"floor_{k}")]
+    needed = set(shown) | {r.floor for r in losses}
     rows: list[dict] = []
-    for n, c in args.sizes:
+    for n, c in args.sizes if needed else []:
         x, labels = _inputs(n, c)
-        shown = [k for k in _floor_kernels() if _selected(args.only, "floors", f"floor_{k}")]
-        needed = set(shown) | {r.floor for r in losses}
-        kernels = _floor_kernels()
         floors = {k: _compile(kernels[k], x, labels["binary"]) for k in kernels if k in needed}
         rows += _floor_rows({k: floors[k] for k in shown}, f"{n}x{c}", args.repeats)
         rows += _loss_rows_at(losses, x, labels, floors, args.repeats)
