@@ -35,6 +35,12 @@ def _count(fn: str, name: str, value: Any) -> tuple[jax.Array, jax.Array]:
                 f"jaxloss.{fn}: `{name}` must be an integer scalar; got a traced "
                 f"{value.dtype} array of shape {value.shape}."
             )
+        # Saturate, not wrap, a traced int64/uint32 beyond int32 (bounds in the value's dtype).
+        info, own = np.iinfo(np.int32), jnp.iinfo(value.dtype)
+        if own.max > info.max:
+            value = jnp.minimum(value, jnp.asarray(info.max, value.dtype))
+        if own.min < info.min:
+            value = jnp.maximum(value, jnp.asarray(info.min, value.dtype))
         count = value.astype(jnp.int32)
     else:
         count = jnp.int32(_checks.integer(fn, name, value, low=0, high=np.iinfo(np.int32).max))

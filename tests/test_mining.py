@@ -543,10 +543,13 @@ def test_numpy_integer_counts_are_accepted():
         mining.ohem_mask(_LOSSES, num_keep=np.uint8(2)), [False, True, False, False, True]
     )
     logits, labels = _anchor_problem(5, n=1, a=8, c=3, rate=0.3)
-    chex.assert_trees_all_equal(
-        mining.mined_cross_entropy(logits[0], labels[0], background_class=np.int64(0)),
-        mining.mined_cross_entropy(logits[0], labels[0], background_class=0),
-    )
+    # jitted: op by op the cross entropy compiles slowly
+    jitted = jax.jit(mining.mined_cross_entropy, static_argnames="background_class")
+    loss_sum, count = jitted(logits[0], labels[0], background_class=np.int64(1))
+    lb = np.asarray(labels[0])
+    ce = np_cross_entropy(np.asarray(logits[0]), lb)
+    np.testing.assert_allclose(loss_sum, ce[caffe_rule_mask(ce, lb != 1, 3.0)].sum(), rtol=1e-5)
+    assert count == np.sum(lb != 1)
 
 
 @pytest.mark.parametrize(
@@ -609,3 +612,17 @@ def test_mined_cross_entropy_bad_values_give_nan_and_checked_names_it():
 def test_mined_cross_entropy_without_anchors_is_an_empty_sum():
     loss_sum, count = mining.mined_cross_entropy(jnp.zeros((0, 3)), jnp.zeros(0, jnp.int32))
     assert float(loss_sum) == 0.0 and float(count) == 0.0
+
+
+@pytest.mark.x64
+def test_traced_counts_of_any_integer_dtype_saturate_at_int32():
+    # A traced int64 beyond int32 keeps everything (before: wrapped around); a uint32 count is
+    # read as its value (clipping it against a negative int32 bound would wrap it).
+    jitted = jax.jit(mining.ohem_mask)
+    np.testing.assert_array_equal(jitted(_LOSSES, num_keep=2**40), np.ones(5, bool))
+    np.testing.assert_array_equal(
+        jitted(_LOSSES, num_keep=jnp.uint32(2)), [False, True, False, False, True]
+    )
+    np.testing.assert_array_equal(jitted(_LOSSES, num_keep=jnp.uint64(2**63)), np.ones(5, bool))
+    with pytest.raises(TypeError, match=r"^jaxloss.ohem_mask: `num_keep` must be an integer sc"):
+        jitted(_LOSSES, num_keep=2.0)
