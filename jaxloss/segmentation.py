@@ -93,8 +93,11 @@ def _overlap_loss(
         _checks.probabilities(fn, "predictions", probs)
         valid &= jnp.all((probs >= 0) & (probs <= 1))
     elif activation == "softmax":
+        # -inf switches a class off; +inf has no softmax (inf − inf) and gives NaN like NaN does.
+        _checks.runtime_check(fn, predictions < jnp.inf, "`predictions` contains NaN or +inf.")
         probs = jax.nn.softmax(predictions, axis=-1)
     else:
+        _checks.not_nan(fn, "predictions", predictions)
         probs = jax.nn.sigmoid(predictions)
     if integer_targets:
         # One-hot keeps a single code path; it costs one array the size of the probabilities.

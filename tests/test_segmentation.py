@@ -565,6 +565,10 @@ def test_runtime_value_problems_give_nan_and_checked_raises():
     bad_labels[1, 1] = C
     bad_probs = PROBS[0].copy()
     bad_probs[2, 3, 1] = -0.25
+    inf_logit = LOGITS[0].copy()
+    inf_logit[0, 0, 1] = np.inf
+    nan_logit = LOGITS[0].copy()
+    nan_logit[1, 2, 0] = np.nan
     cases = [
         (jaxloss.dice_loss, (LOGITS[0], bad_targets), "`targets` has values outside"),
         (jaxloss.tversky_loss, (LOGITS[0], bad_labels), r"`targets` has class indices outside"),
@@ -573,6 +577,13 @@ def test_runtime_value_problems_give_nan_and_checked_raises():
             functools.partial(jaxloss.dice_loss, from_logits=False),
             (bad_probs, SOFT[0]),
             "`predictions` has values outside",
+        ),
+        # +inf has no softmax (inf − inf); a sigmoid takes ±inf but not NaN
+        (jaxloss.dice_loss, (inf_logit, LABELS[0]), r"`predictions` contains NaN or \+inf"),
+        (
+            functools.partial(jaxloss.jaccard_loss, activation="sigmoid"),
+            (nan_logit, SOFT[0]),
+            r"`predictions` contains NaN\.",
         ),
     ]
     # a vmapped hyperparameter is traced, so only checkable at run time (a concrete one raises
