@@ -185,7 +185,8 @@ def sgd_step(
         >>> init_fn, apply_fn = jaxloss.mlp([2, 16, 3])
         >>> f = jaxloss.objective(apply_fn, jaxloss.softmax_cross_entropy_with_integer_labels)
         >>> params = init_fn(jax.random.key(0))
-        >>> params, loss = jaxloss.sgd_step(f, params, x, y, 0.1)
+        >>> step = jax.jit(jaxloss.sgd_step, static_argnums=0)  # compiled once, for any η
+        >>> params, loss = step(f, params, x, y, 0.1)
         >>> loss  # at the old params
         Array(1.185..., dtype=float32)
         >>> f(params, x, y)  # one step later

@@ -104,11 +104,13 @@ def test_sgd_step_is_optax_sgd_bit_for_bit_jitted_and_vmapped(mlp_problem, dtype
 
 
 @pytest.mark.x64
-def test_sgd_step_keeps_float32_with_float64_learning_rate(mlp_problem):
-    init_fn, f, x, y = mlp_problem
-    params = jax.tree.map(lambda a: a.astype(jnp.float32), init_fn(jax.random.key(0)))
-    new, _ = jaxloss.sgd_step(f, params, x.astype(jnp.float32), y, jnp.float64(0.1))
-    chex.assert_trees_all_equal_dtypes(new, params)
+def test_sgd_step_keeps_float32_with_float64_learning_rate():
+    x, y = quadratic_data(np.float32)
+    theta = jnp.asarray(THETA_0, jnp.float32)
+    new, _ = jit_step(quadratic, theta, x, y, jnp.float64(0.1))
+    assert new.dtype == jnp.float32
+    # θ − η g with η rounded to float32: g = −Xᵀy at θ = 0 (λ_i θ*_i per direction).
+    np.testing.assert_allclose(new, np.float32(0.1) * LAMBDAS * THETA_STAR, rtol=1e-6)
 
 
 def test_sgd_step_rejects_a_non_scalar_learning_rate(mlp_problem):
@@ -370,8 +372,8 @@ def test_fit_static_errors(mlp_problem):
 # ------------------------------------------------------------------------------------ sweep
 
 
-# 4 rates × 2 seeds = 8 runs: one at a time (the CPU default), 3 at a time (padded to 9), all.
-@pytest.mark.parametrize("parallel_runs", [1, 3, 8])
+# 4 rates × 2 seeds = 8 runs: one at a time (the CPU default) or all at once (GPU/TPU default).
+@pytest.mark.parametrize("parallel_runs", [1, 8])
 def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem, parallel_runs):
     init_fn, f, x, y = mlp_problem
     chex.clear_trace_counter()  # chex counts per function code: reset per parameter
@@ -427,6 +429,31 @@ def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem, paral
     assert count["n"] == 2
 
 
+def test_sweep_in_padded_groups_equals_fit_calls():
+    # 3 rates × 2 seeds = 6 runs, 4 at a time: padded to 8 with copies of run 0, dropped after.
+    chex.clear_trace_counter()
+    count = {"n": 0}
+
+    def counted(theta, x, y):
+        count["n"] += 1
+        return quadratic(theta, x, y)
+
+    g = chex.assert_max_traces(counted, n=2)  # one trace for all groups, none for the padding
+    x, y = quadratic_data()
+    init = jax.jit(lambda key: jax.random.normal(key, (3,)))
+    rates, seeds = np.array([0.1, 0.3, 0.45]), [1, 2]
+    result = jaxloss.sweep(
+        g, None, x, y, learning_rates=rates, steps=5, seeds=seeds, init_fn=init, parallel_runs=4
+    )
+    chex.assert_shape(result.losses, (3, 2, 5))
+    for s, seed in enumerate(seeds):
+        theta0 = init(jax.random.split(jax.random.key(seed))[0])
+        for k, lr in enumerate(rates):
+            alone = jaxloss.fit(quadratic, theta0, x, y, learning_rate=lr, steps=5)
+            chex.assert_trees_all_close(result.run(k, s), alone, **F32)
+    assert count["n"] == 2
+
+
 def test_parallel_runs_default_by_backend(monkeypatch):
     assert jaxloss.sgd._parallel_runs(None, 12) == (1 if jax.default_backend() == "cpu" else 12)
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
@@ -445,13 +472,13 @@ def test_sweep_seeds_beyond_32_bits_are_exact():
     theta0 = jnp.asarray(THETA_0, jnp.float32)
     seeds = [0, 2**40, 2**63 - 1]  # 2**40 used to wrap to 0 (the same run twice)
     result = jaxloss.sweep(
-        quadratic, theta0, x, y, learning_rates=[0.1], steps=4, seeds=seeds, batch_size=1
+        quadratic, theta0, x, y, learning_rates=[0.1], steps=3, seeds=seeds, batch_size=1
     )
     assert result.seeds.dtype == np.int64 and result.seeds.tolist() == seeds
     for s, seed in enumerate(seeds):
         batch_key = jax.random.split(jax.random.key(seed))[1]
         alone = jaxloss.fit(
-            quadratic, theta0, x, y, learning_rate=0.1, steps=4, batch_size=1, key=batch_key
+            quadratic, theta0, x, y, learning_rate=0.1, steps=3, batch_size=1, key=batch_key
         )
         chex.assert_trees_all_close(result.run(0, s), alone, **F32)
     # Different seeds, different minibatches: the runs differ.
