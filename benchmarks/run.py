@@ -20,8 +20,9 @@ Groups of rows (`--only` takes a group or row name, or a substring of a row name
 
 Method: each comparison runs in this process, round-robin (A, B, torch, floor, A, B, ...) after a
 warm-up call, so machine noise hits all alike; a figure is the median of `--repeats` runs, each
-blocked until its results are ready; ratios are quotients of those medians (> 1 means jaxloss is
-faster). Compile time (trace + lower + compile) is measured apart from run time; temporaries are
+blocked until its results are ready; ratios are quotients of those medians (baseline/jaxloss and
+torch/jaxloss > 1: jaxloss is faster; jaxloss/floor: how far above the floor). Compile time
+(trace + lower + compile) is measured apart from run time; temporaries are
 `compiled.memory_analysis().temp_size_in_bytes`. Before timing, every pair's values and gradients
 are checked to agree, so no row compares different maths.
 """
