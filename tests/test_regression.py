@@ -351,6 +351,7 @@ def test_huber_traced_bad_delta_is_nan_and_checked_raises():
     for delta in (-1.0, 0.0, np.nan):
         # Before: delta = -1 gave [-0.375, -2.5] (negative losses) and checked did not raise.
         assert np.all(np.isnan(jitted(p, t, delta=delta)))
+    for delta in (-1.0, np.nan):  # checked compiles afresh each call
         with pytest.raises(
             checkify.JaxRuntimeError, match=r"jaxloss.huber_loss: `delta` must lie in \(0, inf\]"
         ):
@@ -365,13 +366,13 @@ def test_huber_infinite_delta_is_half_squared_error():
     # The limit δ → inf of Huber is ½e² everywhere (torch.nn.functional.huber_loss with
     # delta=inf gives it too); before, inf · 0 made it NaN.
     e = np.array([-1e3, -0.5, 0.0, 3.0], np.float32)
-    for call in (jaxloss.huber_loss, jax.jit(jaxloss.huber_loss)):
-        value, grad = jax.value_and_grad(
-            lambda a, call=call: call(a, jnp.zeros(4), delta=np.inf).sum()
-        )(e)
-        np.testing.assert_allclose(call(e, np.zeros(4), delta=np.inf), 0.5 * e**2, rtol=1e-6)
-        np.testing.assert_allclose(value, 0.5 * (e.astype(np.float64) ** 2).sum(), rtol=1e-6)
-        np.testing.assert_allclose(grad, e, rtol=1e-6)  # d(½e²)/de = e
+    np.testing.assert_allclose(jaxloss.huber_loss(e, np.zeros(4), delta=np.inf), 0.5 * e**2)
+    # jitted: op by op the gradient compiles slowly
+    value, grad = jax.jit(
+        jax.value_and_grad(lambda a: jaxloss.huber_loss(a, jnp.zeros(4), delta=np.inf).sum())
+    )(e)
+    np.testing.assert_allclose(value, 0.5 * (e.astype(np.float64) ** 2).sum(), rtol=1e-6)
+    np.testing.assert_allclose(grad, e, rtol=1e-6)  # d(½e²)/de = e
 
 
 @pytest.mark.parametrize(
@@ -392,7 +393,7 @@ def test_huber_bad_delta_types(delta, error, match):
 def test_huber_delta_gradient():
     # d/dδ of δ(|e| − ½δ) is |e| − δ in the linear part; 0 in the quadratic part (hand-derived).
     e = np.array([0.5, -3.0], np.float32)
-    grad = jax.grad(lambda d: jaxloss.huber_loss(e, np.zeros(2), delta=d).sum())(1.0)
+    grad = jax.jit(jax.grad(lambda d: jaxloss.huber_loss(e, np.zeros(2), delta=d).sum()))(1.0)
     np.testing.assert_allclose(grad, 0.0 + (3.0 - 1.0), rtol=1e-6)
 
 
