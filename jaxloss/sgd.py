@@ -138,10 +138,17 @@ def _ravel(tree: Any) -> tuple[tuple[jax.Array, ...], Callable[[tuple[jax.Array,
     """
     leaves, treedef = jax.tree.flatten(tree)
     leaves = [jnp.asarray(x) for x in leaves]
-    names = sorted({x.dtype.name for x in leaves})
-    groups = [[i for i, x in enumerate(leaves) if x.dtype.name == n] for n in names]
+    groups, unravel = _unraveler(treedef, leaves)
     flats = tuple(jnp.concatenate([leaves[i].ravel() for i in group]) for group in groups)
-    shapes = [x.shape for x in leaves]
+    return flats, unravel
+
+
+def _unraveler(treedef: Any, leaves: Sequence[Any]) -> tuple[list[list[int]], Callable]:
+    """The leaf indices of each dtype group of `_ravel`, and its inverse; `leaves` need only
+    `shape` and `dtype` (arrays or `jax.ShapeDtypeStruct`s)."""
+    names = sorted({jnp.dtype(x.dtype).name for x in leaves})
+    groups = [[i for i, x in enumerate(leaves) if jnp.dtype(x.dtype).name == n] for n in names]
+    shapes = [tuple(x.shape) for x in leaves]
 
     def unravel(flats: tuple[jax.Array, ...]) -> Any:
         out: list[Any] = [None] * len(shapes)
@@ -151,7 +158,7 @@ def _ravel(tree: Any) -> tuple[tuple[jax.Array, ...], Callable[[tuple[jax.Array,
                 out[i] = flat[start:stop].reshape(shapes[i])
         return treedef.unflatten(out)
 
-    return flats, unravel
+    return groups, unravel
 
 
 def sgd_step(
@@ -211,8 +218,44 @@ def _chunk(
     """Steps `t0 .. t0 + length - 1` of a run of `steps` (later ones are padding: no-ops).
 
     `fn` is the public function the user called (`fit` or `sweep`), for error messages."""
-    n = num_samples(fn, inputs, targets)
     flat, unravel = _ravel(state.params)
+    flat_state = _State(flat, _ravel(state.last_good)[0], state.diverged_at)
+    flat_state, losses, final = _run(
+        fn,
+        objective_fn,
+        unravel,
+        batch_size,
+        length,
+        flat_state,
+        learning_rate,
+        inputs,
+        targets,
+        key,
+        t0,
+        steps,
+    )
+    state = _State(
+        unravel(flat_state.params), unravel(flat_state.last_good), flat_state.diverged_at
+    )
+    return state, losses, final
+
+
+def _run(
+    fn,
+    objective_fn,
+    unravel,
+    batch_size,
+    length,
+    state,
+    learning_rate,
+    inputs,
+    targets,
+    key,
+    t0,
+    steps,
+):
+    """`_chunk` on a state whose params are `_ravel`-ed (one flat vector per dtype)."""
+    n = num_samples(fn, inputs, targets)
 
     def body(carry, t):
         params, last_good, diverged_at = carry
@@ -236,13 +279,11 @@ def _chunk(
         recorded = jnp.where(diverged_at >= 0, jnp.nan, loss).astype(loss.dtype)
         return new_carry, recorded
 
-    carry = (flat, _ravel(state.last_good)[0], state.diverged_at)
     ts = t0 + jnp.arange(length, dtype=jnp.int32)
-    (params, last_good, diverged_at), losses = jax.lax.scan(body, carry, ts)
-    params, last_good = unravel(params), unravel(last_good)
+    (params, last_good, diverged_at), losses = jax.lax.scan(body, tuple(state), ts)
 
     # The loss after the last step, on all the data: counts as divergence when not finite.
-    final = objective_fn(params, inputs, targets)
+    final = objective_fn(unravel(params), inputs, targets)
     blew_up = (t0 + length >= steps) & (diverged_at < 0) & ~jnp.isfinite(final)
     state = _State(
         params=_select(blew_up, last_good, params),
@@ -275,31 +316,37 @@ def _sweep_impl(
     t0,
     steps,
 ):
-    batch_keys = _split(seed_keys)[1]
-    if state is None:
-        state = _sweep_start(init_fn, params, learning_rates, seed_keys)
+    """A chunk of steps of all K·S runs, (k, s) flattened to run k·S + s. The state is flat
+    (`_ravel`-ed params, a few (K·S, P) arrays): fewer arrays to map over and stack, so a
+    smaller program to compile. Returns the state, the (K, S)-stacked params, losses and final
+    losses."""
     num_rates, num_seeds = learning_rates.shape[0], seed_keys.shape[0]
     runs = num_rates * num_seeds
-    # Runs flattened in (k, s) order and padded with copies of run 0 to a multiple of the
-    # number run at once, so that the mapped function is traced (and compiled) once.
+    leaves, treedef = jax.tree.flatten(_template(init_fn, params, seed_keys))
+    unravel = _unraveler(treedef, leaves)[1]
+    if state is None:
+        state = _sweep_start(init_fn, params, learning_rates, seed_keys)
+    # Padded with copies of run 0 to a multiple of the number run at once, so that the mapped
+    # function is traced (and compiled) once.
     chunk = min(parallel_runs, runs)
     padded = -(-runs // chunk) * chunk
 
-    def flat(a):  # (K, S, ...) -> (padded, ...); reshapes and a slice: no gather to compile
-        a = a.reshape(runs, *a.shape[2:])
+    def pad(a):
         return jnp.concatenate([a, a[: padded - runs]]) if padded > runs else a
 
+    batch_keys = _split(seed_keys)[1]
     per_run = (
-        jax.tree.map(flat, state),
-        flat(jnp.broadcast_to(learning_rates[:, None], (num_rates, num_seeds))),
-        flat(jnp.broadcast_to(batch_keys[None, :], (num_rates, num_seeds))),
+        jax.tree.map(pad, state),
+        pad(jnp.repeat(learning_rates, num_seeds)),
+        pad(jnp.tile(batch_keys, num_rates)),
     )
 
     def run(args):
         run_state, learning_rate, batch_key = args
-        return _chunk(
+        return _run(
             "sweep",
             objective_fn,
+            unravel,
             batch_size,
             length,
             run_state,
@@ -317,7 +364,12 @@ def _sweep_impl(
         out = jax.lax.map(run, per_run)
     else:
         out = jax.lax.map(run, per_run, batch_size=chunk)
-    return jax.tree.map(lambda a: a[:runs].reshape(num_rates, num_seeds, *a.shape[1:]), out)
+    state, losses, final = jax.tree.map(lambda a: a[:runs], out)
+    stacked = jax.tree.map(
+        lambda a: a.reshape(num_rates, num_seeds, *a.shape[1:]), jax.vmap(unravel)(state.params)
+    )
+    grid = (num_rates, num_seeds)
+    return state, stacked, losses.reshape(*grid, -1), final.reshape(grid)
 
 
 _sweep_chunk = jax.jit(_sweep_impl, static_argnums=(0, 1, 2, 3, 4))
@@ -328,18 +380,23 @@ def _split(seed_keys):
     return keys[:, 0], keys[:, 1]
 
 
+def _template(init_fn, params, seed_keys):
+    """Shapes and dtypes of one run's params (`jax.ShapeDtypeStruct` leaves)."""
+    return jax.eval_shape(lambda key: params if init_fn is None else init_fn(key), seed_keys[0])
+
+
 def _sweep_start(init_fn, params, learning_rates, seed_keys):
-    """The (K, S)-stacked initial state: `init_fn(init_key_s)` or `params` for every run."""
+    """The initial state of the K·S runs (run k·S + s starts from seed s), params flat."""
 
     def start(init_key):
         p = params if init_fn is None else init_fn(init_key)
         if init_fn is not None:
             _checks.float_params("sweep", p, "init_fn(key)")
-        return _State(p, p, jnp.int32(-1))
+        return _ravel(p)[0]
 
     per_seed = jax.vmap(start)(_split(seed_keys)[0])
-    num_rates = learning_rates.shape[0]
-    return jax.tree.map(lambda a: jnp.broadcast_to(a, (num_rates, *a.shape)), per_seed)
+    flat = tuple(jnp.tile(a, (learning_rates.shape[0], 1)) for a in per_seed)
+    return _State(flat, flat, jnp.full(flat[0].shape[:1], -1, jnp.int32))
 
 
 # With a progress bar the start is its own small program, so that every chunk shares one.
@@ -578,9 +635,11 @@ def sweep(
     parallel_runs = _parallel_runs(parallel_runs, rates.shape[0] * seeds.shape[0])
     state = _sweep_start_jit(init_fn, params, rates, seed_keys) if progress else None
 
+    stacked = None
+
     def run_chunk(length, t0):
-        nonlocal state
-        state, losses, final = _sweep_chunk(
+        nonlocal state, stacked
+        state, stacked, losses, final = _sweep_chunk(
             objective_fn,
             init_fn,
             batch_size,
@@ -598,7 +657,8 @@ def sweep(
         return losses, final
 
     losses, final = _in_chunks("sweep", steps, progress, run_chunk)
-    return SweepResult(rates, seeds, losses, final, state.diverged_at, state.params)
+    diverged_at = state.diverged_at.reshape(final.shape)
+    return SweepResult(rates, seeds, losses, final, diverged_at, stacked)
 
 
 def _parallel_runs(parallel_runs: Any, runs: int) -> int:
