@@ -392,6 +392,12 @@ def not_nan(fn: str, name: str, x: jax.Array) -> None:
     runtime_check(fn, ~jnp.isnan(x), f"`{name}` contains NaN.")
 
 
+def softmax_logits(fn: str, name: str, x: jax.Array) -> None:
+    """Run-time check: no NaN or +inf in logits fed to a softmax (-inf is a class switched off;
+    +inf has no softmax, inf − inf, and gives NaN like NaN does)."""
+    runtime_check(fn, x < jnp.inf, f"`{name}` contains NaN or +inf.")
+
+
 def probabilities(fn: str, name: str, x: jax.Array) -> None:
     """Run-time check: every value of `x` in [0, 1]."""
     runtime_check(fn, (x >= 0) & (x <= 1), f"`{name}` has values outside [0, 1].")

@@ -263,7 +263,7 @@ def mined_cross_entropy(
         (labels >= 0) & (labels < num_classes),
         f"`labels` has values outside [0, {num_classes}).",
     )
-    _checks.runtime_check(fn, logits < jnp.inf, "`logits` contains NaN or +inf.")
+    _checks.softmax_logits(fn, "logits", logits)
     per_anchor = softmax_cross_entropy_with_integer_labels(
         logits, labels, label_smoothing=label_smoothing
     )

@@ -93,8 +93,7 @@ def _overlap_loss(
         _checks.probabilities(fn, "predictions", probs)
         valid &= jnp.all((probs >= 0) & (probs <= 1))
     elif activation == "softmax":
-        # -inf switches a class off; +inf has no softmax (inf − inf) and gives NaN like NaN does.
-        _checks.runtime_check(fn, predictions < jnp.inf, "`predictions` contains NaN or +inf.")
+        _checks.softmax_logits(fn, "predictions", predictions)
         probs = jax.nn.softmax(predictions, axis=-1)
     else:
         _checks.not_nan(fn, "predictions", predictions)
