@@ -6,10 +6,10 @@
 functions `f(params, inputs, targets) -> scalar` (see `jaxloss.objective`).
 
 Compilation: the loops are jitted once per (objective function, batch size, number of steps,
-shapes and dtypes of the arguments). The learning rate, the data, the initial parameters and the
-keys are traced arguments, so new values of them never recompile. Keep the same objective
-function object between calls: a new `jaxloss.objective(...)` (or a new lambda) is a new function
-and compiles afresh.
+`parallel_runs` for a sweep, shapes and dtypes of the arguments). The learning rate, the data,
+the initial parameters and the keys are traced arguments, so new values of them never recompile.
+Keep the same objective function object between calls: a new `jaxloss.objective(...)` (or a new
+lambda) is a new function and compiles afresh.
 """
 
 from __future__ import annotations
