@@ -350,7 +350,7 @@ def test_huber_traced_bad_delta_is_nan_and_checked_raises():
     p, t = jnp.array([0.5, 3.0]), jnp.zeros(2)
     jitted = jax.jit(jaxloss.huber_loss)
     for delta in (-1.0, 0.0, np.nan):
-        # Before: delta = -1 gave [-0.375, -2.5] (negative losses) and checked did not raise.
+        # Before: delta = -1 gave [-1.0, -3.5] (negative losses) and checked did not raise.
         assert np.all(np.isnan(jitted(p, t, delta=delta)))
     for delta in (-1.0, np.nan):  # checked compiles afresh each call
         with pytest.raises(
