@@ -372,11 +372,11 @@ def test_fit_static_errors(mlp_problem):
 # ------------------------------------------------------------------------------------ sweep
 
 
-# 4 rates × 2 seeds = 8 runs: one at a time (the CPU default) or all at once (GPU/TPU default).
-@pytest.mark.parametrize("parallel_runs", [1, 8])
-def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem, parallel_runs):
+def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem):
+    # One run after another (parallel_runs=1, the CPU default); the vmapped paths below.
+    parallel_runs = 1
     init_fn, f, x, y = mlp_problem
-    chex.clear_trace_counter()  # chex counts per function code: reset per parameter
+    chex.clear_trace_counter()
     count = {"n": 0}
 
     def counted(params, x, y):
@@ -429,9 +429,11 @@ def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem, paral
     assert count["n"] == 2
 
 
-def test_sweep_in_padded_groups_equals_fit_calls():
-    # 3 rates × 2 seeds = 6 runs, 4 at a time: padded to 8 with copies of run 0, dropped after.
-    chex.clear_trace_counter()
+# 3 rates × 2 seeds = 6 runs, 4 at a time (padded to 8 with copies of run 0, dropped after), or
+# all 6 at once (the GPU/TPU default); minibatches drawn per run.
+@pytest.mark.parametrize("parallel_runs", [4, 6])
+def test_sweep_vmapped_and_in_padded_groups_equals_fit_calls(parallel_runs):
+    chex.clear_trace_counter()  # chex counts per function code: reset per parameter
     count = {"n": 0}
 
     def counted(theta, x, y):
@@ -443,13 +445,25 @@ def test_sweep_in_padded_groups_equals_fit_calls():
     init = jax.jit(lambda key: jax.random.normal(key, (3,)))
     rates, seeds = np.array([0.1, 0.3, 0.45]), [1, 2]
     result = jaxloss.sweep(
-        g, None, x, y, learning_rates=rates, steps=5, seeds=seeds, init_fn=init, parallel_runs=4
+        g,
+        None,
+        x,
+        y,
+        learning_rates=rates,
+        steps=5,
+        seeds=seeds,
+        init_fn=init,
+        batch_size=2,
+        parallel_runs=parallel_runs,
     )
     chex.assert_shape(result.losses, (3, 2, 5))
     for s, seed in enumerate(seeds):
-        theta0 = init(jax.random.split(jax.random.key(seed))[0])
+        init_key, batch_key = jax.random.split(jax.random.key(seed))
+        theta0 = init(init_key)
         for k, lr in enumerate(rates):
-            alone = jaxloss.fit(quadratic, theta0, x, y, learning_rate=lr, steps=5)
+            alone = jaxloss.fit(
+                quadratic, theta0, x, y, learning_rate=lr, steps=5, batch_size=2, key=batch_key
+            )
             chex.assert_trees_all_close(result.run(k, s), alone, **F32)
     assert count["n"] == 2
 
