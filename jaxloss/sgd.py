@@ -595,8 +595,9 @@ def sweep(
         batch_size: None (full batch) or an integer 1 ≤ batch_size ≤ N (the minibatch size).
         parallel_runs: how many of the K·S runs are computed at once, an integer ≥ 1 (values
             above K·S mean all of them; the runs are padded to a multiple of it). None (default)
-            picks by `jax.default_backend()`: 1 on CPU, all K·S on GPU/TPU. Results do not depend
-            on it beyond float roundoff.
+            picks by `jax.default_backend()`: 1 on CPU, all K·S on GPU/TPU. Results depend on it
+            only through float roundoff (vmapped kernels round differently), which training at a
+            large, barely stable η can amplify over many steps.
         progress: show a tqdm progress bar (needs `tqdm`), updated between 20 chunks.
 
     Returns:
