@@ -502,68 +502,99 @@ def _torch_fit(params: list[dict], x: Any, y: Any, learning_rate: float, steps: 
     return torch.stack(losses).numpy()
 
 
-def _fit_row(problem: Problem, repeats: int) -> dict:
+def _warm_eager_ops(problem: Problem) -> None:
+    """One-step calls: the eager argument handling (keys, learning rates) compiles its small ops
+    once per process, so that the first timed calls of the rows measure the programs' compile."""
+    f, params, x, y = problem.build()
+    rates = np.logspace(-2, 1, problem.rates)
+    jax.block_until_ready(jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=1))
+    jax.block_until_ready(jaxloss.sweep(f, params, x, y, learning_rates=rates, steps=1))
+
+
+def _fit_row(problem: Problem, repeats: int) -> list[dict]:
     f, params, x, y = problem.build()
     rate, steps = 0.1, problem.steps
     scan = _optax_scan(f, steps)
+
+    @jax.jit
+    def bare_scan(params, x, y, learning_rate):  # fit without its divergence bookkeeping
+        def body(p, _):
+            return jaxloss.sgd_step(f, p, x, y, learning_rate)
+
+        return jax.lax.scan(body, params, None, length=steps)
+
     jobs = {
         "jaxloss": lambda: jaxloss.fit(f, params, x, y, learning_rate=rate, steps=steps),
         "baseline": lambda: scan(params, x, y, jnp.float32(rate)),
+        "floor": lambda: bare_scan(params, x, y, jnp.float32(rate)),
     }
     if torch is not None:
         jobs["torch"] = lambda: _torch_fit(params, x, y, rate, steps)
     firsts = {k: _seconds(fn) for k, fn in jobs.items()}
     ours = np.asarray(firsts["jaxloss"][1].losses)
-    np.testing.assert_allclose(firsts["baseline"][1][1], ours, rtol=1e-4, err_msg="fit vs optax")
-    if torch is not None:
-        np.testing.assert_allclose(firsts["torch"][1], ours, rtol=1e-3, err_msg="fit vs torch")
+    for k, rtol in (("baseline", 1e-4), ("floor", 1e-4), ("torch", 1e-3)):
+        if k in firsts:
+            theirs = firsts[k][1] if k == "torch" else firsts[k][1][1]
+            np.testing.assert_allclose(theirs, ours, rtol=rtol, err_msg=f"fit vs {k}")
     seconds = _round_robin(jobs, repeats)
-    return _row(
+    row = _row(
         "training",
         "fit",
         problem.describe(),
         baseline="jit(lax.scan(optax.sgd))",
         torch="eager loop, torch.optim.SGD" if torch is not None else NOT_INSTALLED,
+        floor="lax.scan(sgd_step)",
         ms={k: 1e3 * s for k, s in seconds.items()},
-        compile_s={k: firsts[k][0] - seconds[k] for k in ("jaxloss", "baseline")},
+        compile_s={k: firsts[k][0] - seconds[k] for k in ("jaxloss", "baseline", "floor")},
     )
+    return [row]
 
 
-def _sweep_row(problem: Problem, repeats: int) -> dict:
+def _sweep_rows(problem: Problem, repeats: int) -> list[dict]:
+    """`sweep` with its default `parallel_runs` (one run after another on CPU, all at once on
+    GPU/TPU) and with all K runs vmapped, both against K sequential `fit` calls."""
     f, params, x, y = problem.build()
     rates = np.logspace(-2, 1, problem.rates)
     steps = problem.steps
 
-    def run_sweep():
-        return jaxloss.sweep(f, params, x, y, learning_rates=rates, steps=steps)
+    def run_sweep(parallel_runs=None):
+        return jaxloss.sweep(
+            f, params, x, y, learning_rates=rates, steps=steps, parallel_runs=parallel_runs
+        )
 
     def run_fits():
         return [jaxloss.fit(f, params, x, y, learning_rate=r, steps=steps) for r in rates]
 
-    first_sweep, swept = _seconds(run_sweep)
-    first_fit, _ = _seconds(lambda: jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=steps))
-    fits = run_fits()
-    ours = np.asarray(swept.final_losses[:, 0])
-    theirs = np.array([float(r.final_loss) for r in fits])
-    both = np.isfinite(ours) & np.isfinite(theirs)
-    np.testing.assert_allclose(ours[both], theirs[both], rtol=1e-3, err_msg="sweep vs fits")
-    seconds = _round_robin({"jaxloss": run_sweep, "baseline": run_fits}, repeats)
-    return _row(
-        "training",
-        "sweep",
-        problem.describe(rates=True),
-        baseline=f"{problem.rates} sequential fit calls",
-        torch=NO_EQUIVALENT,
-        ms={k: 1e3 * s for k, s in seconds.items()},
-        # First call minus a warm one: tracing and compilation.
-        compile_s={
-            "jaxloss": first_sweep - seconds["jaxloss"],
-            "baseline": first_fit - seconds["baseline"] / problem.rates,
-        },
-    )
+    jobs = {
+        "sweep": run_sweep,
+        "sweep_vmapped": lambda: run_sweep(parallel_runs=problem.rates),
+        "fits": run_fits,
+    }
+    firsts = {k: _seconds(fn) for k, fn in jobs.items() if k != "fits"}
+    firsts["fit"] = _seconds(lambda: jaxloss.fit(f, params, x, y, learning_rate=0.1, steps=steps))
+    theirs = np.array([float(r.final_loss) for r in run_fits()])
+    for name in ("sweep", "sweep_vmapped"):
+        ours = np.asarray(firsts[name][1].final_losses[:, 0])
+        both = np.isfinite(ours) & np.isfinite(theirs)
+        np.testing.assert_allclose(ours[both], theirs[both], rtol=1e-3, err_msg=f"{name} vs fits")
+    seconds = _round_robin(jobs, repeats)
+    # Compile: first call minus a warm one (for fit: a warm call is 1/K of the sequential fits).
+    compile_fit = firsts["fit"][0] - seconds["fits"] / problem.rates
+    return [
+        _row(
+            "training",
+            name,
+            problem.describe(rates=True),
+            baseline=f"{problem.rates} sequential fit calls",
+            torch=NO_EQUIVALENT,
+            ms={"jaxloss": 1e3 * seconds[name], "baseline": 1e3 * seconds["fits"]},
+            compile_s={"jaxloss": firsts[name][0] - seconds[name], "baseline": compile_fit},
+        )
+        for name in ("sweep", "sweep_vmapped")
+    ]
 
 
-def _taylor_row(problem: Problem, repeats: int) -> dict:
+def _taylor_row(problem: Problem, repeats: int) -> list[dict]:
     f, params, x, y = problem.build()
     value_and_grad = jax.jit(jax.value_and_grad(f))
 
@@ -589,7 +620,7 @@ def _taylor_row(problem: Problem, repeats: int) -> dict:
         {"jaxloss": lambda: jaxloss.taylor_check(f, params, x, y), "baseline": run_baseline},
         repeats,
     )
-    return _row(
+    row = _row(
         "training",
         "taylor_check",
         f"MLP 2-{problem.hidden}-{problem.hidden}-3, N={problem.samples}, {len(etas)} η",
@@ -601,9 +632,15 @@ def _taylor_row(problem: Problem, repeats: int) -> dict:
             "baseline": first_base - seconds["baseline"],
         },
     )
+    return [row]
 
 
-TRAINING = {"fit": _fit_row, "sweep": _sweep_row, "taylor_check": _taylor_row}
+# The rows each training measurement gives.
+TRAINING = {
+    ("fit",): _fit_row,
+    ("sweep", "sweep_vmapped"): _sweep_rows,
+    ("taylor_check",): _taylor_row,
+}
 
 
 # ---------------------------------------------------------------------------------------- output
@@ -764,10 +801,17 @@ def run(args: argparse.Namespace) -> dict:
         rows += _floor_rows({k: floors[k] for k in shown}, f"{n}x{c}", args.repeats)
         rows += _loss_rows_at(losses, x, labels, floors, args.repeats)
         _progress(f"{n}x{c} done")
-    for name, measure in TRAINING.items():
-        if _selected(args.only, "training", name):
-            rows.append(measure(problem, args.repeats))
-            _progress(f"{name} done")
+    training = {
+        names: measure
+        for names, measure in TRAINING.items()
+        if any(_selected(args.only, "training", name) for name in names)
+    }
+    if training:
+        _warm_eager_ops(problem)
+    for names, measure in training.items():
+        measured = measure(problem, args.repeats)
+        rows += [r for r in measured if _selected(args.only, "training", r["name"])]
+        _progress(f"{', '.join(names)} done")
     meta = {
         **_machine(),
         "command": "python benchmarks/run.py " + " ".join(args.argv),
@@ -790,7 +834,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.argv = argv
-    names = [("losses", r.name) for r in _loss_rows()] + [("training", n) for n in TRAINING]
+    names = [("losses", r.name) for r in _loss_rows()] + [
+        ("training", n) for names in TRAINING for n in names
+    ]
     names += [("floors", f"floor_{k}") for k in _floor_kernels()]
     if not any(_selected(args.only, group, name) for group, name in names):
         raise SystemExit(f"benchmarks/run.py: no row matches --only {args.only}")

@@ -47,7 +47,7 @@ LOSS_ROWS = {
     "mined_cross_entropy": (False, False),
 }
 FLOOR_ROWS = {"floor_sum", "floor_softmax"}
-TRAINING_ROWS = {"fit", "sweep", "taylor_check"}
+TRAINING_ROWS = {"fit", "sweep", "sweep_vmapped", "taylor_check"}
 SIZE = "16x4"
 
 
