@@ -8,6 +8,7 @@ the limit is undefined), and gradients stay finite wherever the loss is finite.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -65,7 +66,7 @@ def _float_inputs(fn: str, logits: Any, labels: Any, *, class_axis: bool):
 def _times(c: jax.Array, v: jax.Array) -> jax.Array:
     """c * v with 0 * inf = 0 (a zero weight takes no part of an infinite term) but 0 * NaN = NaN
     (a zero weight never hides a NaN input)."""
-    return c * jnp.where((c == 0) & ~jnp.isnan(v), 0, v)
+    return c * jnp.where((c == 0) & jnp.isinf(v), 0, v)  # d/dc stays v where v is finite
 
 
 def _smooth(labels: jax.Array, eps: jax.Array, num_classes: Any) -> jax.Array:
@@ -88,88 +89,141 @@ def _modulating_factor(log_q: jax.Array, gamma: jax.Array) -> jax.Array:
 
 
 # ------------------------------------------------------------------------------- sigmoid core
+# XLA:CPU fuses a forward value into the reduction that consumes it (the user's sum, a softmax's
+# max and sum) only without selects and compares; a `where` there becomes an N x C temporary. So
+# forward values use min/max/abs, and selects live only in the gradient's elementwise pass.
 
 
-def _softplus_pair(x: jax.Array):
-    """softplus(x), softplus(-x), sigmoid(x), sigmoid(-x) from one exp and one log1p."""
-    pos = x >= 0
-    # |x| through `where`, not `abs`: its derivative at 0 is the branch's, so second derivatives
-    # (Hessian-vector products) are right at x = 0.
-    e = jnp.exp(-jnp.where(pos, x, -x))
-    t = jnp.log1p(e)
+def _mul_0inf(a: jax.Array, u: jax.Array) -> jax.Array:
+    """a * u for a >= 0, u in [0, inf], with 0 * inf = 0 and NaN kept, without a select.
+
+    a * min(u, max) is exact for finite u; the second term adds inf where u = inf and a > 0 (any
+    normal a: a * max * max overflows; a subnormal a gives a huge finite value instead)."""
+    big = jnp.finfo(u.dtype).max
+    finite = jnp.minimum(u, big)
+    return a * finite + jnp.minimum(a * big, u - finite) * big
+
+
+def _nan_outside_01(y: jax.Array) -> jax.Array:
+    """0 where y lies in [0, 1], NaN elsewhere (sqrt of y - y^2 < 0), without a select; added to
+    a forward value only, so the labels the gradient reads stay one input, not a new array."""
+    return lax.stop_gradient(0 * jnp.sqrt(y - y * y))
+
+
+def _sigmoids(x: jax.Array):
+    """sigmoid(x) and sigmoid(-x), both accurate (no 1 - sigmoid), finite at x = +-inf."""
+    e = jnp.exp(-jnp.abs(x))
     r = 1 / (1 + e)
-    sp_pos = jnp.where(pos, x, 0) + t  # = -log(1 - sigmoid(x)), +inf at x = +inf
-    sp_neg = jnp.where(pos, 0, -x) + t  # = -log sigmoid(x)
-    return sp_pos, sp_neg, jnp.where(pos, r, e * r), jnp.where(pos, e * r, r)
+    pos = x >= 0
+    return jnp.where(pos, r, e * r), jnp.where(pos, e * r, r)
 
 
-def _bce_value(y, pw, sp_pos, sp_neg):
-    return _times(pw * y, sp_neg) + _times(1 - y, sp_pos)
+def _softplus_parts(x: jax.Array):
+    """log1p(exp(-|x|)) and max(-x, 0), max(x, 0): softplus(-x) = t + u_neg = -log sigmoid(x),
+    softplus(x) = t + u_pos = -log sigmoid(-x)."""
+    return jnp.log1p(jnp.exp(-jnp.abs(x))), jnp.maximum(-x, 0), jnp.maximum(x, 0)
+
+
+def _bce_value(x, a, b):
+    """a softplus(-x) + b softplus(x) with 0 * inf = 0: -[a log sigmoid(x) + b log sigmoid(-x)]."""
+    t, u_neg, u_pos = _softplus_parts(x)
+    # At most one of u_neg, u_pos is non-zero, so one select does 0 * inf = 0 for both (a NaN in
+    # a or b still reaches the result through (a + b) t or the labels' own NaN check).
+    linear = a * u_neg + b * u_pos
+    return (a + b) * t + jnp.where(jnp.isnan(linear) & ~jnp.isnan(x), 0, linear)
 
 
 @jax.custom_jvp
 def _bce(x: jax.Array, y: jax.Array, pw: jax.Array) -> jax.Array:
     """-[pw y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], all arguments of one shape."""
-    sp_pos, sp_neg, _, _ = _softplus_pair(x)
-    return _bce_value(y, pw, sp_pos, sp_neg)
+    return _bce_value(x, pw * y, 1 - y)
 
 
 def _bce_jvp(primals, tangents):
-    # d/dx = (1 - y) sigmoid(x) - pw y sigmoid(-x) reuses the forward exp; finite at x = +-inf.
     x, y, pw = primals
     tx, ty, tpw = tangents
-    sp_pos, sp_neg, sig_pos, sig_neg = _softplus_pair(x)
-    out = _bce_value(y, pw, sp_pos, sp_neg)
+    out = _bce(x, y, pw)
     t = jnp.zeros_like(out)
     if not isinstance(tx, SymbolicZero):
+        # d/dx = (1 - y) sigmoid(x) - pw y sigmoid(-x), finite at x = +-inf. Recomputed from x
+        # behind a barrier: shared with the forward value it would be an N x C temporary.
+        sig_pos, sig_neg = _sigmoids(lax.optimization_barrier(x))
         t = t + ((1 - y) * sig_pos - pw * y * sig_neg) * tx
-    # Label tangents only when asked for: d/dy is infinite at x = +-inf.
-    if not isinstance(ty, SymbolicZero):
-        t = t + (pw * sp_neg - sp_pos) * ty
-    if not isinstance(tpw, SymbolicZero):
-        t = t + _times(y, sp_neg) * tpw
+    if not isinstance(ty, SymbolicZero) or not isinstance(tpw, SymbolicZero):
+        # Label and weight tangents only when asked for: d/dy is infinite at x = +-inf.
+        t_, u_neg, u_pos = _softplus_parts(x)
+        sp_neg, sp_pos = t_ + u_neg, t_ + u_pos
+        if not isinstance(ty, SymbolicZero):
+            t = t + (pw * sp_neg - sp_pos) * ty
+        if not isinstance(tpw, SymbolicZero):
+            t = t + _times(y, sp_neg) * tpw
     return out, t
 
 
 _bce.defjvp(_bce_jvp, symbolic_zeros=True)
 
 
-def _log_one_minus_pt_parts(x: jax.Array, y: jax.Array):
-    """log((1 - y) sigmoid(x)) and log(1 - p_t) = log((1 - y) sigmoid(x) + y sigmoid(-x)), with
-    the sigmoids, from the softplus pair the cross entropy also uses (XLA computes it once)."""
-    sp_pos, sp_neg, sig_pos, sig_neg = _softplus_pair(x)
-    a = jnp.log1p(-y) - sp_neg
-    # Exactly -softplus(+-x) for hard labels; never underflows to -inf for finite x.
-    return a, jnp.logaddexp(a, jnp.log(y) - sp_pos), sig_pos, sig_neg
+def _focal_pow(q: jax.Array, gamma: Any) -> jax.Array:
+    """q**gamma for q in [0, 1] with 0**0 = 1; a whole-number Python gamma is `integer_pow`
+    (multiplications, no exp/log)."""
+    if isinstance(gamma, (int, float)) and float(gamma).is_integer():
+        return lax.integer_pow(q, int(gamma))
+    return jnp.power(q, gamma)
 
 
-@jax.custom_jvp
-def _log_one_minus_pt(x: jax.Array, y: jax.Array) -> jax.Array:
-    return _log_one_minus_pt_parts(x, y)[1]
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _focal(static_gamma: float | None, x: jax.Array, y: jax.Array, gamma: jax.Array) -> jax.Array:
+    """(1 - p_t)**gamma * bce(x, y), p = sigmoid(x), p_t = p y + (1 - p)(1 - y); gamma is the
+    Python number `static_gamma` unless that is None."""
+    g = gamma if static_gamma is None else static_gamma
+    return _focal_pow(_one_minus_pt(x, y), g) * _bce_value(x, y, 1 - y)
 
 
-def _log_one_minus_pt_jvp(primals, tangents):
-    # d/dx = w sigmoid(-x) - (1 - w) sigmoid(x) with w = exp(a - l), d/dy = (sigmoid(-x) -
-    # sigmoid(x)) / (1 - p_t): finite at y = 0 and 1, where autodiff of log1p(-y) gives 0 * inf.
-    x, y = primals
-    tx, ty = tangents
-    a, out, sig_pos, sig_neg = _log_one_minus_pt_parts(x, y)
+def _one_minus_pt(x, y):
+    # 1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x): a sum of non-negative terms, so accurate where
+    # 1 - p_t is tiny (no cancellation), and select-free: sigmoid(-x) = exp(-softplus(x)).
+    t, u_neg, u_pos = _softplus_parts(x)
+    return y * jnp.exp(-(t + u_pos)) + (1 - y) * jnp.exp(-(t + u_neg))
+
+
+def _focal_jvp(static_gamma, primals, tangents):
+    x, y, gamma = primals
+    tx, ty, tgamma = tangents
+    out = _focal(static_gamma, x, y, gamma)
+    gamma = gamma if static_gamma is None else static_gamma
+    xb, yb = lax.optimization_barrier((x, y))  # recomputed in the gradient's pass (see _bce_jvp)
+    sig_pos, sig_neg = _sigmoids(xb)
+    q = yb * sig_neg + (1 - yb) * sig_pos
+    q_g = _focal_pow(q, gamma)
+    ce = _bce_value(xb, yb, 1 - yb)
+    # d(q**gamma) = gamma q**(gamma - 1) dq, written q**gamma * gamma * dq / q where gamma may be
+    # below 1 (finite: dq carries a factor that q has); 0 where q = 0.
+    if isinstance(gamma, (int, float)) and float(gamma).is_integer() and gamma >= 1:
+        d_qg = gamma * _focal_pow(q, gamma - 1)
+    else:
+        d_qg = jnp.where(q > 0, gamma * q_g / jnp.where(q > 0, q, 1), 0)
     t = jnp.zeros_like(out)
     if not isinstance(tx, SymbolicZero):
-        w = jnp.exp(a - out)
-        t = t + (w * sig_neg - (1 - w) * sig_pos) * tx
+        dq = (1 - 2 * yb) * sig_pos * sig_neg
+        dce = (1 - yb) * sig_pos - yb * sig_neg
+        t = t + (d_qg * dq * ce + q_g * dce) * tx
     if not isinstance(ty, SymbolicZero):
-        t = t + (sig_neg - sig_pos) * jnp.exp(-out) * ty
+        t_, u_neg, u_pos = _softplus_parts(xb)
+        t = t + (d_qg * (sig_neg - sig_pos) * ce + q_g * (u_neg - u_pos)) * ty
+    if not isinstance(tgamma, SymbolicZero):
+        log_q = jnp.log(jnp.where(q > 0, q, 1))
+        t = t + _times(q_g * ce, log_q) * tgamma
     return out, t
 
 
-_log_one_minus_pt.defjvp(_log_one_minus_pt_jvp, symbolic_zeros=True)
+_focal.defjvp(_focal_jvp, symbolic_zeros=True)
 
 
 def _sigmoid_inputs(fn: str, logits: Any, labels: Any):
     logits, labels, dtype = _float_inputs(fn, logits, labels, class_axis=False)
     _checks.not_nan(fn, "logits", logits)
-    return logits, _probability_labels(fn, labels), dtype
+    _checks.probabilities(fn, "labels", labels)
+    return logits, labels, dtype
 
 
 # ------------------------------------------------------------------------------- softmax core
@@ -182,6 +236,131 @@ def _softmax_terms(z: jax.Array):
     e = jnp.exp(shifted)
     total = jnp.sum(e, axis=-1, keepdims=True)
     return shifted, e, total, jnp.log(total)
+
+
+def _max_and_sum(z: jax.Array):
+    """Per position: m = max z and s = sum exp(z - m) (two reductions over z, nothing stored)."""
+    # m only shifts: no derivative through it (softmax does not depend on it), so the softmax
+    # the gradient rebuilds from (m, 1/s) differentiates right, ties in the max too.
+    m = lax.stop_gradient(jnp.max(z, axis=-1))
+    return m, jnp.sum(jnp.exp(z - m[..., None]), axis=-1)
+
+
+def _softmax_from(z: jax.Array, m: jax.Array, s: jax.Array) -> jax.Array:
+    """softmax(z) from the residuals m and 1/s (not from logsumexp: exp(z - lse) loses float32
+    digits where max z is large). The barrier keeps XLA from sharing the forward pass's exp, so
+    the gradient is one fused pass over z instead of an N x C temporary."""
+    z, m, r = lax.optimization_barrier((z, lax.stop_gradient(m), 1 / s))
+    return jnp.exp(z - m[..., None]) * r[..., None]
+
+
+def _one_hot(labels: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    """One-hot of `labels` by comparison with an iota: fused where it is used, never stored."""
+    iota = lax.broadcasted_iota(labels.dtype, shape, len(shape) - 1)
+    return (iota == labels[..., None]).astype(dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _int_ce(cfg, z, labels, keep, eps, w):
+    """(1 - eps) w_y (-log p_y) + eps / C sum_c w_c (-log p_c), p = softmax(z).
+
+    cfg = (smooth, weighted): static, so plain cross entropy skips the smoothing reduction and the
+    weights. `keep` (or None) zeroes the gradient of ignored positions whatever their logits."""
+    return _int_ce_parts(cfg, z, labels, eps, w)[0]
+
+
+def _int_ce_parts(cfg, z, labels, eps, w):
+    smooth, weighted = cfg
+    m, s = _max_and_sum(z)
+    log_s = jnp.log(s)
+    nll = (m - _take(z, labels)) + log_s  # gathered from the raw logits
+    if weighted:
+        nll = _times(w[labels], nll)
+    if not smooth:
+        return nll, m, s, log_s
+    num_classes = z.shape[-1]
+    gap = m[..., None] - z  # >= 0; -log p_c = gap_c + log s
+    if weighted:
+        total = jnp.sum(w) * log_s + jnp.sum(_times(jnp.broadcast_to(w, gap.shape), gap), axis=-1)
+    else:
+        total = num_classes * log_s + jnp.sum(gap, axis=-1)
+    return _times(1 - eps, nll) + _times(eps / num_classes, total), m, s, log_s
+
+
+def _int_ce_jvp(cfg, primals, tangents):
+    smooth, weighted = cfg
+    z, labels, keep, eps, w = primals
+    tz, _, _, teps, tw = tangents
+    out, m, s, log_s = _int_ce_parts(cfg, z, labels, eps, w)
+    t = jnp.zeros_like(out)
+    num_classes = z.shape[-1]
+    if not isinstance(tz, SymbolicZero):
+        # d/dz_c = A p_c - B [c = y] - eps/C w_c: one fused pass over z in reverse mode.
+        e = eps if smooth else 0
+        p, onehot = _softmax_from(z, m, s), _one_hot(labels, z.shape, z.dtype)
+        if weighted:
+            w_y = w[labels][..., None]
+            big_w = jnp.sum(w) * e / num_classes
+            g = ((1 - e) * w_y + big_w) * p - (1 - e) * w_y * onehot
+        else:
+            g = p - (1 - e) * onehot  # (1 - eps) + eps = 1
+        if smooth:
+            g = g - e / num_classes * (jnp.broadcast_to(w, z.shape) if weighted else 1)
+        if keep is not None:
+            g = jnp.where(keep[..., None], g, 0)
+        t = t + jnp.sum(g * tz, axis=-1)
+    if (smooth and not isinstance(teps, SymbolicZero)) or (
+        weighted and not isinstance(tw, SymbolicZero)
+    ):
+        # Hyperparameter tangents (rare): from the log-softmax written out.
+        neg_logp = (m[..., None] - z) + log_s[..., None]
+        nll = _take(neg_logp, labels)
+        e = eps if smooth else 0
+        if smooth and not isinstance(teps, SymbolicZero):
+            ww = jnp.broadcast_to(w, z.shape) if weighted else jnp.ones(z.shape, z.dtype)
+            total = jnp.sum(_times(ww, neg_logp), axis=-1)
+            w_y = w[labels] if weighted else jnp.ones(labels.shape, z.dtype)
+            t = t + (total / num_classes - _times(w_y, nll)) * teps
+        if weighted and not isinstance(tw, SymbolicZero):
+            onehot = _one_hot(labels, z.shape, z.dtype)
+            per_class = _times(e / num_classes, neg_logp) + (1 - e) * _times(onehot, neg_logp)
+            t = t + jnp.sum(_times(jnp.broadcast_to(tw, z.shape), per_class), axis=-1)
+    return out, t
+
+
+_int_ce.defjvp(_int_ce_jvp, symbolic_zeros=True)
+
+
+@jax.custom_jvp
+def _prob_ce(z: jax.Array, v: jax.Array) -> jax.Array:
+    """sum_c v_c (-log softmax(z)_c) for non-negative (weighted, smoothed) labels v, 0 * inf = 0."""
+    return _prob_ce_parts(z, v)[0]
+
+
+def _prob_ce_parts(z, v):
+    m, s = _max_and_sum(z)
+    log_s = jnp.log(s)
+    # -log p_c = (m - z_c) + log s, both >= 0: no cancellation.
+    # The barrier keeps XLA from sharing the broadcast of m with the exp pass (an N x C array).
+    gap = lax.optimization_barrier(m)[..., None] - z
+    return jnp.sum(v, axis=-1) * log_s + jnp.sum(_mul_0inf(v, gap), axis=-1), m, s, log_s
+
+
+def _prob_ce_jvp(primals, tangents):
+    z, v = primals
+    tz, tv = tangents
+    out, m, s, log_s = _prob_ce_parts(z, v)
+    t = jnp.zeros_like(out)
+    if not isinstance(tz, SymbolicZero):
+        g = jnp.sum(v, axis=-1)[..., None] * _softmax_from(z, m, s) - v
+        t = t + jnp.sum(g * tz, axis=-1)
+    if not isinstance(tv, SymbolicZero):
+        # d/dv_c = -log p_c, also where v_c = 0 (distillation differentiates through labels).
+        t = t + jnp.sum(((m[..., None] - z) + log_s[..., None]) * tv, axis=-1)
+    return out, t
+
+
+_prob_ce.defjvp(_prob_ce_jvp, symbolic_zeros=True)
 
 
 def _label_log_prob(shifted, log_total, labels):
@@ -234,9 +413,9 @@ def _integer_inputs(fn, logits, labels, ignore_index):
     _checks.runtime_check(
         fn, ~bad, f"`labels` has values outside [0, {num_classes}) other than ignore_index."
     )
-    # An ignored position computes on zeros: no NaN from its logits reaches the gradient.
-    logits = jnp.where(ignored[..., None], 0, logits)
-    _softmax_logits_check(fn, logits)
+    _checks.runtime_check(
+        fn, (logits < jnp.inf) | ignored[..., None], "`logits` contains NaN or +inf."
+    )
     safe = jnp.where(ignored | bad, 0, labels)
     return logits, safe, ignored, bad
 
@@ -295,7 +474,7 @@ def _sigmoid_bce(fn, logits, labels, *, pos_weight=None, label_smoothing=0.0):
     eps = _scalar_hyper(fn, "label_smoothing", label_smoothing, dtype, low=0, high=1)
     pw = 1 if pos_weight is None else pos_weight
     pw = _per_class(fn, "pos_weight", pw, logits.shape, dtype, allow_scalar=True, low=0)
-    return _bce(logits, _smooth(labels, eps, 2), pw)
+    return _bce(logits, _smooth(labels, eps, 2), pw) + _nan_outside_01(labels)
 
 
 def sigmoid_focal_loss(
@@ -329,17 +508,16 @@ def sigmoid_focal_loss(
     """
     fn = "sigmoid_focal_loss"
     logits, labels, dtype = _sigmoid_inputs(fn, logits, labels)
-    gamma = _scalar_hyper(fn, "gamma", gamma, dtype, low=0)
-    # 1 - p_t = 0 only at x = +inf with y = 1 or x = -inf with y = 0, where the loss is 0:
-    # compute elsewhere on a stand-in so no NaN reaches the gradient ("double where").
-    done = ((logits == jnp.inf) & (labels == 1)) | ((logits == -jnp.inf) & (labels == 0))
-    x = jnp.where(done, 0, logits)
-    ce = _bce(x, labels, jnp.ones_like(x))
-    loss = ce * _modulating_factor(_log_one_minus_pt(x, labels), gamma)
+    if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+        # A Python gamma is static: checked now, and a whole number becomes integer_pow.
+        _checks.in_range(fn, "gamma", gamma, low=0)
+        loss = _focal(float(gamma), logits, labels, jnp.zeros((), dtype))
+    else:
+        loss = _focal(None, logits, labels, _scalar_hyper(fn, "gamma", gamma, dtype, low=0))
     if alpha is not None:
-        a = _per_class(fn, "alpha", alpha, x.shape, dtype, allow_scalar=True, low=0, high=1)
+        a = _per_class(fn, "alpha", alpha, logits.shape, dtype, allow_scalar=True, low=0, high=1)
         loss = (a * labels + (1 - a) * (1 - labels)) * loss
-    return jnp.where(done, 0, loss)
+    return loss + _nan_outside_01(labels)
 
 
 def smooth_labels(labels: Any, alpha: Any) -> jax.Array:
@@ -421,7 +599,11 @@ def softmax_cross_entropy(
         labels = jnp.where(where, labels, 0)
         num_classes = jnp.maximum(jnp.sum(where, axis=-1, keepdims=True), 1).astype(dtype)
     _softmax_logits_check(fn, logits)
-    labels = _smooth(_probability_labels(fn, labels), eps, num_classes)
+    _checks.probabilities(fn, "labels", labels)
+    # A row with a label outside [0, 1] is NaN: a reduction of its own, select-free (see above).
+    nan_if_bad = jnp.sum(_nan_outside_01(labels), axis=-1)
+    if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0):
+        labels = _smooth(labels, eps, num_classes)
     if where is not None:
         labels = jnp.where(where, labels, 0)
     if class_weights is not None:
@@ -429,8 +611,7 @@ def softmax_cross_entropy(
             fn, "class_weights", class_weights, logits.shape, dtype, allow_scalar=False, low=0
         )
         labels = labels * w
-    shifted, _, _, log_total = _softmax_terms(logits)
-    loss = _neg_weighted_sum(labels, shifted - log_total)
+    loss = _prob_ce(logits, labels) + nan_if_bad
     return loss if where is None else jnp.where(keep[..., 0], loss, 0)
 
 
@@ -483,24 +664,21 @@ def _integer_ce(fn, logits, labels, *, label_smoothing=0.0, class_weights=None, 
     """`softmax_cross_entropy_with_integer_labels` for the public function `fn`."""
     logits, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
     dtype = logits.dtype
-    num_classes = logits.shape[-1]
+    smooth = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
     eps = _scalar_hyper(fn, "label_smoothing", label_smoothing, dtype, low=0, high=1)
-    shifted, _, _, log_total = _softmax_terms(logits)
-    logp_y = _label_log_prob(shifted, log_total, safe)
-    # The smoothing term sum_c w_c (-log p_c) = (sum_c w_c) log(total) - sum_c w_c shifted_c:
-    # a logsumexp-based sum of same-sign terms, no smoothed label array.
-    if class_weights is None:
-        nll = -logp_y
-        smooth = num_classes * log_total[..., 0] - jnp.sum(shifted, axis=-1)
-    else:
+    w = None
+    if class_weights is not None:
         w = _per_class(
-            fn, "class_weights", class_weights, (num_classes,), dtype, allow_scalar=False, low=0
+            fn,
+            "class_weights",
+            class_weights,
+            (logits.shape[-1],),
+            dtype,
+            allow_scalar=False,
+            low=0,
         )
-        nll = _neg_weighted(w[safe], logp_y)
-        smooth = jnp.sum(w) * log_total[..., 0] + _neg_weighted_sum(
-            jnp.broadcast_to(w, shifted.shape), shifted
-        )
-    loss = _times(1 - eps, nll) + _times(eps / num_classes, smooth)
+    keep = None if ignore_index is None else ~ignored
+    loss = _int_ce((smooth, w is not None), logits, safe, keep, eps, w)
     return _integer_result(loss, ignored, bad)
 
 
@@ -516,7 +694,8 @@ def softmax_focal_loss(
       logits: float array (..., C); -inf allowed, +inf gives NaN.
       labels: same shape, values in [0, 1] (outside gives NaN).
       alpha: None, a scalar or a per-class vector (C,), non-negative.
-      gamma: >= 0; gamma = 0 is `softmax_cross_entropy` (with class_weights=alpha) exactly.
+      gamma: >= 0; gamma = 0 is `softmax_cross_entropy` (with class_weights=alpha) up to
+        rounding.
 
     Returns:
       loss of shape logits.shape[:-1]; float32 for half-precision inputs.
@@ -564,7 +743,7 @@ def softmax_focal_loss_with_integer_labels(
         (anything else gives NaN).
       alpha: None, a scalar or a per-class vector (C,), non-negative.
       gamma: >= 0; gamma = 0 is `softmax_cross_entropy_with_integer_labels` (with
-        class_weights=alpha) exactly.
+        class_weights=alpha) up to rounding.
       ignore_index: None or an int; those positions give 0 with zero gradient.
 
     Returns:
@@ -583,6 +762,8 @@ def softmax_focal_loss_with_integer_labels(
     """
     fn = "softmax_focal_loss_with_integer_labels"
     logits, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
+    # An ignored position computes on zeros: no NaN from its logits reaches the gradient.
+    logits = jnp.where(ignored[..., None], 0, logits)
     dtype = logits.dtype
     gamma = _scalar_hyper(fn, "gamma", gamma, dtype, low=0)
     shifted, e, total, log_total = _softmax_terms(logits)

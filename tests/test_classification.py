@@ -355,20 +355,20 @@ def test_matches_numpy_sample_batch_vmap(name):
     np.testing.assert_allclose(got32, want, rtol=2e-5, atol=1e-6)
 
 
-def test_gamma_zero_is_cross_entropy_exactly():
-    # Un-jitted, so both sides run the same operations in the same order.
+def test_gamma_zero_is_cross_entropy():
+    # Un-jitted. The focal losses share the cross entropy's maths, not its code: equal up to
+    # float32 rounding (the sigmoid pair exactly, limits included).
     np.testing.assert_array_equal(SFL(X, Y, gamma=0.0), SIG(X, Y))
     x = X.copy()
     x[0, 2], x[1, 0], x[2, 0] = -INF, INF, -INF  # the limits agree too
     np.testing.assert_array_equal(SFL(x, Y, gamma=0.0), SIG(x, Y))
-    np.testing.assert_array_equal(MFL(X, P, gamma=0.0), SCE(X, P))
-    np.testing.assert_array_equal(MFL(X, P, gamma=0.0, alpha=W), SCE(X, P, class_weights=W))
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-6)
+    close(MFL(X, P, gamma=0.0), SCE(X, P))
+    close(MFL(X, P, gamma=0.0, alpha=W), SCE(X, P, class_weights=W))
     lab = LAB.copy()
     lab[2] = -1
-    np.testing.assert_array_equal(
-        IFL(X, lab, gamma=0.0, ignore_index=-1), ICE(X, lab, ignore_index=-1)
-    )
-    np.testing.assert_array_equal(
+    close(IFL(X, lab, gamma=0.0, ignore_index=-1), ICE(X, lab, ignore_index=-1))
+    close(
         IFL(X, lab, gamma=0.0, alpha=W, ignore_index=-1),
         ICE(X, lab, class_weights=W, ignore_index=-1),
     )
@@ -949,3 +949,103 @@ def test_checked_names_the_likelihood_the_user_called():
         jaxloss.checked(jaxloss.bernoulli_nll)(x, np.round(Y))
     with pytest.raises(checkify.JaxRuntimeError, match=r"jaxloss\.categorical_nll: `labels` has"):
         jaxloss.checked(jaxloss.categorical_nll)(X, np.array([0, 1, 2, 3, 4, 5]))
+
+
+# ------------------------------------------------------------------ hand-written derivatives
+
+
+def plain_losses():
+    """The formulas written directly in jnp, differentiated by JAX's autodiff: the reference for
+    the hand-written JVPs (first and second order) at moderate logits."""
+    ls, ls_neg = jax.nn.log_sigmoid, lambda x: jax.nn.log_sigmoid(-x)  # noqa: E731
+    w, lab = jnp.asarray(W, jnp.float32)[None], jnp.asarray(LAB)  # (1, C)
+
+    def smooth(y, eps):
+        return (1 - eps) * y + eps / y.shape[-1]
+
+    def focal(x, y, g, a):
+        p = jax.nn.sigmoid(x)
+        q = 1 - (p * y + (1 - p) * (1 - y))
+        return (a * y + (1 - a) * (1 - y)) * q**g * -(y * ls(x) + (1 - y) * ls_neg(x))
+
+    onehot = jax.nn.one_hot(lab, 5)
+    return {  # name: (jaxloss, plain), both functions of (logits, labels)
+        "ice": (lambda x, _: ICE(x, lab), lambda x, _: -(onehot * jax.nn.log_softmax(x)).sum(-1)),
+        "ice_all": (
+            lambda x, _: ICE(x, lab, class_weights=w[0], label_smoothing=0.2),
+            lambda x, _: -(w * smooth(onehot, 0.2) * jax.nn.log_softmax(x)).sum(-1),
+        ),
+        "sce": (
+            lambda x, y: SCE(x, y, class_weights=w[0], label_smoothing=0.1),
+            lambda x, y: -(w * smooth(y, 0.1) * jax.nn.log_softmax(x)).sum(-1),
+        ),
+        "bce": (
+            lambda x, y: SIG(x, y, pos_weight=w[0]),
+            lambda x, y: -(w * y * ls(x) + (1 - y) * ls_neg(x)),
+        ),
+        "focal_g2": (
+            lambda x, y: SFL(x, y, gamma=2, alpha=0.25),
+            lambda x, y: focal(x, y, 2, 0.25),
+        ),
+        "focal_g15": (
+            lambda x, y: SFL(x, y, gamma=1.5, alpha=0.6),
+            lambda x, y: focal(x, y, 1.5, 0.6),
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(plain_losses()))
+def test_grad_jvp_and_hvp_match_autodiff_of_the_formula(name):
+    """Gradient, forward mode and jvp-of-grad (what taylor_check and Hessians use), float32."""
+    ours, plain = plain_losses()[name]
+    x = jnp.asarray(X, jnp.float32)
+    y = jnp.asarray(P if name == "sce" else Y, jnp.float32)
+    v = jnp.asarray(RNG.normal(size=X.shape), jnp.float32)
+
+    @jax.jit
+    def run(x):
+        out = {}
+        for key, f in (("ours", ours), ("plain", plain)):
+            total = lambda x, f=f: f(x, y).sum()  # noqa: E731
+            out[key] = (
+                jax.grad(total)(x),
+                jax.jvp(lambda x, f=f: f(x, y), (x,), (v,))[1],
+                jax.jvp(jax.grad(total), (x,), (v,))[1],
+            )
+        return out
+
+    out = run(x)
+    chex.assert_trees_all_close(out["ours"], out["plain"], rtol=2e-5, atol=2e-6)
+
+
+def test_softmax_cross_entropy_label_gradient_is_minus_log_softmax():
+    """d/dy_c = -w_c (1 - eps) log softmax(z)_c, also where y_c = 0 (it was 0 there)."""
+    x = jnp.asarray(X, jnp.float32)
+    w = jnp.asarray(W, jnp.float32)[None]  # (1, C)
+    hard = np.eye(5, dtype=np.float32)[LAB]
+    soft = P.astype(np.float32)
+    soft[:, 2] = 0.0  # zero entries in soft labels too
+    soft /= soft.sum(-1, keepdims=True)
+
+    def plain(x, y, eps):
+        return -(w * ((1 - eps) * y + eps / 5) * jax.nn.log_softmax(x)).sum()
+
+    @jax.jit
+    def run(y):
+        return [
+            (
+                jax.grad(lambda y, e=eps: SCE(x, y, class_weights=w[0], label_smoothing=e).sum())(
+                    y
+                ),
+                jax.grad(plain, argnums=1)(x, y, eps),
+            )
+            for eps in (0.0, 0.2)
+        ]
+
+    for labels in (hard, soft, np.zeros_like(hard)):
+        for ours, want in run(labels):
+            chex.assert_trees_all_close(ours, want, rtol=1e-5, atol=1e-6)
+            assert np.all(np.asarray(ours) != 0)  # no zero where a label is 0
+    # Independently: -log softmax in NumPy float64.
+    got = jax.jit(jax.grad(lambda y: SCE(x, y).sum()))(hard)
+    np.testing.assert_allclose(got, -np_log_softmax(X.astype(np.float32)), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,76 @@
+"""What makes the classification losses fast, asserted (speed itself is the benchmark's job):
+the temporaries of each loss's compiled value_and_grad are at most optax's for the same maths.
+
+On large arrays the number of N x C buffers decides the time (a fresh buffer costs page faults
+about as much as the arithmetic), so a regression here is a regression in speed.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import jaxloss
+
+N, C = 2048, 512  # 4 MiB per N x C float32 buffer: large enough for XLA's real fusion decisions
+
+CASES = {  # name: (jaxloss, optax), both f(logits, labels); labels kind
+    "softmax_ce_integer": (
+        jaxloss.softmax_cross_entropy_with_integer_labels,
+        optax.softmax_cross_entropy_with_integer_labels,
+        "int",
+    ),
+    "softmax_ce_probabilities": (
+        jaxloss.softmax_cross_entropy,
+        optax.softmax_cross_entropy,
+        "prob",
+    ),
+    "softmax_ce_integer_smoothed": (
+        lambda x, lab: jaxloss.softmax_cross_entropy_with_integer_labels(
+            x, lab, label_smoothing=0.1
+        ),
+        lambda x, lab: optax.softmax_cross_entropy(
+            x, optax.smooth_labels(jax.nn.one_hot(lab, C), 0.1)
+        ),
+        "int",
+    ),
+    "sigmoid_bce": (
+        jaxloss.sigmoid_binary_cross_entropy,
+        optax.sigmoid_binary_cross_entropy,
+        "prob",
+    ),
+    "sigmoid_focal": (
+        lambda x, y: jaxloss.sigmoid_focal_loss(x, y, gamma=2.0, alpha=0.25),
+        lambda x, y: optax.sigmoid_focal_loss(x, y, gamma=2.0, alpha=0.25),
+        "prob",
+    ),
+}
+
+
+def temporaries(f, x, labels):
+    """Bytes of temporary buffers of jit(value_and_grad(sum of f)) w.r.t. the logits."""
+    g = jax.jit(jax.value_and_grad(lambda x, y: f(x, y).sum()))
+    return g.lower(x, labels).compile().memory_analysis().temp_size_in_bytes
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_temporaries_at_most_optax(name):
+    ours, theirs, kind = CASES[name]
+    x = jax.ShapeDtypeStruct((N, C), jnp.float32)  # compiled only, never run
+    labels = (
+        jax.ShapeDtypeStruct((N,), jnp.int32)
+        if kind == "int"
+        else jax.ShapeDtypeStruct((N, C), jnp.float32)
+    )
+    mine, optax_bytes = temporaries(ours, x, labels), temporaries(theirs, x, labels)
+    # N-sized vectors (a few KiB) are noise; an extra N x C buffer is 4 MiB.
+    assert mine <= optax_bytes + 64 * 1024, (name, mine / 2**20, optax_bytes / 2**20)
+
+
+def test_integer_cross_entropy_has_no_n_by_c_temporary():
+    x = jax.ShapeDtypeStruct((N, C), jnp.float32)
+    lab = jax.ShapeDtypeStruct((N,), jnp.int32)
+    for kwargs in ({}, {"label_smoothing": 0.1}, {"ignore_index": -1}):
+        f = lambda x, y, kw=kwargs: jaxloss.softmax_cross_entropy_with_integer_labels(x, y, **kw)  # noqa: E731
+        # Below a quarter of one N x C buffer: only N-sized vectors.
+        assert temporaries(f, x, lab) < N * C, kwargs
