@@ -124,13 +124,19 @@ def _softplus_parts(x: jax.Array):
     return jnp.log1p(jnp.exp(-jnp.abs(x))), jnp.maximum(-x, 0), jnp.maximum(x, 0)
 
 
-def _bce_value(x, a, b):
-    """a softplus(-x) + b softplus(x) with 0 * inf = 0: -[a log sigmoid(x) + b log sigmoid(-x)]."""
+def _bce_value(x, a, b, factor=None):
+    """factor * (a softplus(-x) + b softplus(x)) = -factor [a log sigmoid(x) + b log sigmoid(-x)],
+    with 0 * inf = 0."""
     t, u_neg, u_pos = _softplus_parts(x)
-    # At most one of u_neg, u_pos is non-zero, so one select does 0 * inf = 0 for both (a NaN in
-    # a or b still reaches the result through (a + b) t or the labels' own NaN check).
-    linear = a * u_neg + b * u_pos
-    return (a + b) * t + jnp.where(jnp.isnan(linear) & ~jnp.isnan(x), 0, linear)
+    finite = (a + b) * t
+    raw = finite + a * u_neg + b * u_pos
+    if factor is not None:
+        finite, raw = factor * finite, factor * raw
+    # At most one of u_neg, u_pos is non-zero, so NaN in `raw` with x not NaN is 0 * inf, and the
+    # finite part is the value (a NaN a or b stays NaN there). One select, and the last operation:
+    # XLA then writes the loss in one elementwise pass that a caller's sum reads (fused into the
+    # sum instead, each operand of a select would be an N x C temporary).
+    return jnp.where(jnp.isnan(raw) & ~jnp.isnan(x), finite, raw)
 
 
 @jax.custom_jvp
@@ -176,14 +182,14 @@ def _focal(static_gamma: float | None, x: jax.Array, y: jax.Array, gamma: jax.Ar
     """(1 - p_t)**gamma * bce(x, y), p = sigmoid(x), p_t = p y + (1 - p)(1 - y); gamma is the
     Python number `static_gamma` unless that is None."""
     g = gamma if static_gamma is None else static_gamma
-    return _focal_pow(_one_minus_pt(x, y), g) * _bce_value(x, y, 1 - y)
+    return _bce_value(x, y, 1 - y, _focal_pow(_one_minus_pt(x, y), g))
 
 
 def _one_minus_pt(x, y):
     # 1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x): a sum of non-negative terms, so accurate where
-    # 1 - p_t is tiny (no cancellation), and select-free: sigmoid(-x) = exp(-softplus(x)).
-    t, u_neg, u_pos = _softplus_parts(x)
-    return y * jnp.exp(-(t + u_pos)) + (1 - y) * jnp.exp(-(t + u_neg))
+    # 1 - p_t is tiny (no cancellation).
+    sig_pos, sig_neg = _sigmoids(x)
+    return y * sig_neg + (1 - y) * sig_pos
 
 
 def _focal_jvp(static_gamma, primals, tangents):
@@ -191,7 +197,7 @@ def _focal_jvp(static_gamma, primals, tangents):
     tx, ty, tgamma = tangents
     out = _focal(static_gamma, x, y, gamma)
     gamma = gamma if static_gamma is None else static_gamma
-    xb, yb = lax.optimization_barrier((x, y))  # recomputed in the gradient's pass (see _bce_jvp)
+    xb, yb = lax.optimization_barrier((x, y))  # recomputed in the gradient pass (see _bce_jvp)
     sig_pos, sig_neg = _sigmoids(xb)
     q = yb * sig_neg + (1 - yb) * sig_pos
     q_g = _focal_pow(q, gamma)
@@ -246,12 +252,18 @@ def _max_and_sum(z: jax.Array):
     return m, jnp.sum(jnp.exp(z - m[..., None]), axis=-1)
 
 
-def _softmax_from(z: jax.Array, m: jax.Array, s: jax.Array) -> jax.Array:
+def _softmax_from(z: jax.Array, m: jax.Array, s: jax.Array, *, share_exp: bool) -> jax.Array:
     """softmax(z) from the residuals m and 1/s (not from logsumexp: exp(z - lse) loses float32
-    digits where max z is large). The barrier keeps XLA from sharing the forward pass's exp, so
-    the gradient is one fused pass over z instead of an N x C temporary."""
-    z, m, r = lax.optimization_barrier((z, lax.stop_gradient(m), 1 / s))
-    return jnp.exp(z - m[..., None]) * r[..., None]
+    digits where max z is large).
+
+    share_exp: let XLA reuse the forward pass's exp(z - m) (it writes it straight into the
+    gradient's buffer: one exp per element). Where the forward pass has a second reduction over
+    z (smoothing, probability labels) sharing would make it an N x C temporary instead, so a
+    barrier makes the gradient recompute it in one fused pass.
+    """
+    if not share_exp:
+        z, m, s = lax.optimization_barrier((z, m, s))
+    return jnp.exp(z - m[..., None]) * (1 / s)[..., None]
 
 
 def _one_hot(labels: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
@@ -279,7 +291,9 @@ def _int_ce_parts(cfg, z, labels, eps, w):
     if not smooth:
         return nll, m, s, log_s
     num_classes = z.shape[-1]
-    gap = m[..., None] - z  # >= 0; -log p_c = gap_c + log s
+    # -log p_c = gap_c + log s, gap >= 0 (no cancellation). The barrier keeps XLA from sharing
+    # the broadcast of m with the exp pass, which would store it as an N x C array.
+    gap = lax.optimization_barrier(m)[..., None] - z
     if weighted:
         total = jnp.sum(w) * log_s + jnp.sum(_times(jnp.broadcast_to(w, gap.shape), gap), axis=-1)
     else:
@@ -297,7 +311,8 @@ def _int_ce_jvp(cfg, primals, tangents):
     if not isinstance(tz, SymbolicZero):
         # d/dz_c = A p_c - B [c = y] - eps/C w_c: one fused pass over z in reverse mode.
         e = eps if smooth else 0
-        p, onehot = _softmax_from(z, m, s), _one_hot(labels, z.shape, z.dtype)
+        p = _softmax_from(z, m, s, share_exp=not smooth)
+        onehot = _one_hot(labels, z.shape, z.dtype)
         if weighted:
             w_y = w[labels][..., None]
             big_w = jnp.sum(w) * e / num_classes
@@ -341,8 +356,7 @@ def _prob_ce_parts(z, v):
     m, s = _max_and_sum(z)
     log_s = jnp.log(s)
     # -log p_c = (m - z_c) + log s, both >= 0: no cancellation.
-    # The barrier keeps XLA from sharing the broadcast of m with the exp pass (an N x C array).
-    gap = lax.optimization_barrier(m)[..., None] - z
+    gap = lax.optimization_barrier(m)[..., None] - z  # as in _int_ce_parts
     return jnp.sum(v, axis=-1) * log_s + jnp.sum(_mul_0inf(v, gap), axis=-1), m, s, log_s
 
 
@@ -352,7 +366,7 @@ def _prob_ce_jvp(primals, tangents):
     out, m, s, log_s = _prob_ce_parts(z, v)
     t = jnp.zeros_like(out)
     if not isinstance(tz, SymbolicZero):
-        g = jnp.sum(v, axis=-1)[..., None] * _softmax_from(z, m, s) - v
+        g = jnp.sum(v, axis=-1)[..., None] * _softmax_from(z, m, s, share_exp=False) - v
         t = t + jnp.sum(g * tz, axis=-1)
     if not isinstance(tv, SymbolicZero):
         # d/dv_c = -log p_c, also where v_c = 0 (distillation differentiates through labels).
@@ -484,7 +498,9 @@ def sigmoid_focal_loss(
 
     `loss = alpha_t * (1 - p_t)**gamma * bce(x, y)` with `p = sigmoid(x)`,
     `p_t = p y + (1 - p)(1 - y)`, `alpha_t = alpha y + (1 - alpha)(1 - y)` (1 if alpha is None),
-    computed as `exp(gamma * log(1 - p_t))` with `log(1 - p_t)` from log-sigmoids.
+    with `1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x)` (a sum of non-negative terms: accurate
+    where it is tiny) and a hand-written derivative; a whole-number Python `gamma` is computed by
+    multiplication (`lax.integer_pow`).
 
     Args:
       logits: float array of any shape; +-inf allowed.
