@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from jax.experimental import checkify
 from jax.test_util import check_grads
+from test_classification import np_grad  # central differences of a NumPy reference
 
 import jaxloss
 from jaxloss import likelihood
@@ -280,16 +281,6 @@ FLOAT32_CASES = {  # name: (loss of the first argument, NumPy float64 reference 
 }
 
 
-def _np_grad(f, x, h=1e-6):
-    """Central differences of a NumPy float64 function's sum (~1e-9 accurate)."""
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e).sum() - f(x - e).sum()) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("name", sorted(FLOAT32_CASES))
 def test_float32_value_and_gradient(name):
     """JAX's default float32 mode: value and gradient against the float64 NumPy density."""
@@ -299,7 +290,7 @@ def test_float32_value_and_gradient(name):
     assert loss.dtype == grad.dtype == jnp.float32
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(loss, ref(x64).sum(), rtol=2e-6)
-    np.testing.assert_allclose(grad, _np_grad(ref, x64), rtol=1e-4, atol=2e-6)
+    np.testing.assert_allclose(grad, np_grad(ref, x64), rtol=1e-4, atol=2e-6)
 
 
 # ----------------------------------------------------------------------------- static errors
