@@ -90,8 +90,10 @@ def _modulating_factor(log_q: jax.Array, gamma: jax.Array) -> jax.Array:
 
 # ------------------------------------------------------------------------------- sigmoid core
 # XLA:CPU fuses a forward value into the reduction that consumes it (the user's sum, a softmax's
-# max and sum) only without selects and compares; a `where` there becomes an N x C temporary. So
-# forward values use min/max/abs, and selects live only in the gradient's elementwise pass.
+# max and sum) only without selects and compares: each `where` feeding a reduction becomes an
+# N x C temporary. So the softmax losses' reductions are select-free (min/max, NaN from a sqrt of
+# a negative), the sigmoid losses end in a single select (XLA then writes their value in one
+# elementwise pass that the sum reads), and other selects live in the gradient's elementwise pass.
 
 
 def _mul_0inf(a: jax.Array, u: jax.Array) -> jax.Array:
