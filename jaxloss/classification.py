@@ -112,18 +112,25 @@ def _nan_outside_01(y: jax.Array) -> jax.Array:
     return lax.stop_gradient(0 * jnp.sqrt(y - y * y))
 
 
+def _abs(x: jax.Array) -> jax.Array:
+    # |x| through `where`, not `abs`: its derivative at 0 is a branch's (1), not abs's 0, so second
+    # derivatives (Hessian-vector products) are right at x = 0, where a zero-initialised model is.
+    return jnp.where(x >= 0, x, -x)
+
+
 def _sigmoids(x: jax.Array):
     """sigmoid(x) and sigmoid(-x), both accurate (no 1 - sigmoid), finite at x = +-inf."""
-    e = jnp.exp(-jnp.abs(x))
+    e = jnp.exp(-_abs(x))
     r = 1 / (1 + e)
     pos = x >= 0
     return jnp.where(pos, r, e * r), jnp.where(pos, e * r, r)
 
 
 def _softplus_parts(x: jax.Array):
-    """log1p(exp(-|x|)) and max(-x, 0), max(x, 0): softplus(-x) = t + u_neg = -log sigmoid(x),
+    """log1p(exp(-|x|)), max(-x, 0) and max(x, 0): softplus(-x) = t + u_neg = -log sigmoid(x),
     softplus(x) = t + u_pos = -log sigmoid(-x)."""
-    return jnp.log1p(jnp.exp(-jnp.abs(x))), jnp.maximum(-x, 0), jnp.maximum(x, 0)
+    pos = x >= 0  # branches, not max(x, 0), whose derivative at 0 is 1/2 (see _abs)
+    return jnp.log1p(jnp.exp(-_abs(x))), jnp.where(pos, 0, -x), jnp.where(pos, x, 0)
 
 
 def _bce_value(x, a, b, factor=None):

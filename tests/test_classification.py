@@ -1049,3 +1049,21 @@ def test_softmax_cross_entropy_label_gradient_is_minus_log_softmax():
     # Independently: -log softmax in NumPy float64.
     got = jax.jit(jax.grad(lambda y: SCE(x, y).sum()))(hard)
     np.testing.assert_allclose(got, -np_log_softmax(X.astype(np.float32)), rtol=1e-5, atol=1e-6)
+
+
+def test_hessians_at_zero_logits_match_autodiff_of_the_formula():
+    """x = 0 exactly (a zero-initialised model): |x| and max(x, 0) have one-sided derivatives
+    there, and a hand-written derivative must take the branch's, not abs's 0 or max's 1/2."""
+    plain = plain_losses()
+    x = jnp.zeros((2, 5), jnp.float32)
+    y = jnp.asarray(Y[:2], jnp.float32)
+
+    @jax.jit
+    def run(x):
+        return {
+            name: [jax.hessian(lambda x, f=f: f(x, y).sum())(x) for f in plain[name]]
+            for name in ("bce", "focal_g2", "focal_g15")
+        }
+
+    for name, (ours, want) in run(x).items():
+        chex.assert_trees_all_close(ours, want, rtol=1e-5, atol=1e-6, custom_message=name)
