@@ -165,11 +165,13 @@ def non_empty(fn: str, name: str, x: Any, *, axis: int | None = None) -> None:
     if axis is None and 0 in shape:
         raise ValueError(f"jaxloss.{fn}: `{name}` must not be empty; got shape {shape}.")
     if axis is not None and shape and shape[axis] == 0:
-        where = "last" if axis == -1 else f"{axis}"
+        entry = _AXIS_ENTRIES.get(axis, f"entry along axis {axis}")
         raise ValueError(
-            f"jaxloss.{fn}: `{name}` must have at least one entry along axis {where}; got shape "
-            f"{shape}."
+            f"jaxloss.{fn}: `{name}` must have at least one {entry}; got shape {shape}."
         )
+
+
+_AXIS_ENTRIES = {0: "sample (its leading axis)", -1: "class (its last axis)"}
 
 
 # --------------------------------------------------------------------- Python-side arguments
@@ -225,11 +227,12 @@ def int32(fn: str, name: str, value: Any) -> int:
 def seed_key(fn: str, name: str, seed: Any) -> jax.Array:
     """A typed PRNG key from an int seed, exactly: every seed in [-2**63, 2**63) gets its own key.
 
-    Seeds within int32/uint32 give `jax.random.key(seed)`; larger ones the key JAX builds for a
-    64-bit seed with x64 on (high and low 32 bits), which `jax.random.key` would otherwise wrap.
+    Every seed gets the key `jax.random.key(seed)` gives with x64 on (the high and low 32 bits of
+    the 64-bit seed), whether x64 is on or not: without x64, `jax.random.key` would wrap seeds
+    beyond 32 bits and read negative ones differently. Seeds in [0, 2**32) are the same either way.
     """
     seed = integer(fn, name, seed, low=_INT64[0], high=_INT64[1])
-    if _INT32[0] <= seed < 2**32:
+    if 0 <= seed < 2**32:
         return jax.random.key(seed)
     bits = seed % 2**64
     data = np.array([bits >> 32, bits & 0xFFFFFFFF], np.uint32)
@@ -272,9 +275,7 @@ def float_params(fn: str, params: Any, name: str = "params") -> jnp.dtype:
         jnp.result_type(x) if isinstance(x, (jax.Array, np.ndarray, float, int)) else type(x)
         for x in leaves
     ]
-    ok = leaves and all(
-        not isinstance(d, type) and jnp.issubdtype(d, jnp.floating) for d in dtypes
-    )
+    ok = leaves and all(not isinstance(d, type) and jnp.issubdtype(d, jnp.floating) for d in dtypes)
     if not ok:
         got = [str(d) if not isinstance(d, type) else d.__name__ for d in dtypes]
         raise TypeError(
@@ -423,7 +424,13 @@ def checked(fn: F) -> F:
     NaN in branches that `jnp.where` then discards.)
 
     Example:
+        >>> logits, labels = jnp.zeros((2, 3)), jnp.array([0, 3])
+        >>> jaxloss.softmax_cross_entropy_with_integer_labels(logits, labels)
+        Array([1.0986123,       nan], dtype=float32)
         >>> jaxloss.checked(jaxloss.softmax_cross_entropy_with_integer_labels)(logits, labels)
+        Traceback (most recent call last):
+        ...
+        jax...JaxRuntimeError: jaxloss.softmax_cross_entropy_with_integer_labels: `labels` has ...
 
     It traces `fn` afresh with the checks compiled in (a debugging tool, not for the hot loop).
     `checked(jax.jit(f))` works too (its arguments are then traced, so a hyperparameter out of

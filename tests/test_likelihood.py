@@ -352,7 +352,7 @@ def test_float32_value_and_gradient(name):
         (
             lambda: likelihood.categorical_nll(jnp.ones((3, 0)), jnp.zeros(3, int)),
             ValueError,
-            r"categorical_nll: `logits` must have at least one entry along axis last",
+            r"categorical_nll: `logits` must have at least one class \(its last axis\)",
         ),
         (
             lambda: likelihood.gaussian_nll(jnp.ones(3), jnp.ones(3) + 1j),

@@ -479,7 +479,7 @@ def test_mined_cross_entropy_float32_value_and_gradient_against_float64_numpy(la
         (
             lambda: mining.mined_cross_entropy(jnp.ones((4, 0)), jnp.zeros(4, int)),
             ValueError,
-            r"mined_cross_entropy: `logits` must have at least one entry along axis last",
+            r"mined_cross_entropy: `logits` must have at least one class \(its last axis\)",
         ),
         (
             lambda: mining.mined_cross_entropy(jnp.ones((4, 3)) * 1j, jnp.zeros(4, int)),

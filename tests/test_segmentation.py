@@ -515,7 +515,7 @@ STATIC_ERRORS = [
         SOFT[..., :0],
         {"activation": "sigmoid"},
         ValueError,
-        "`predictions` must have at least one entry along axis last",
+        r"`predictions` must have at least one class \(its last axis\)",
     ),
     (
         _J,
@@ -523,7 +523,7 @@ STATIC_ERRORS = [
         LABELS,
         {"activation": "sigmoid"},
         ValueError,
-        "`predictions` must have at least one entry",
+        "`predictions` must have at least one class",
     ),
     (_T, LOGITS[:, :0], LABELS[:, :0], {}, ValueError, r"`predictions` must not be empty"),
     (_D, LOGITS[0, :0], SOFT[0, :0], {}, ValueError, r"`predictions` must not be empty"),

@@ -147,10 +147,10 @@ def test_integer_and_string_params_are_a_clear_type_error(mlp_problem):
 def test_empty_data_set_is_a_value_error_naming_the_function(mlp_problem):
     init_fn, f, x, y = mlp_problem
     params = init_fn(jax.random.key(0))
-    with pytest.raises(ValueError, match=r"jaxloss.fit: `inputs` must have at least one entry"):
+    with pytest.raises(ValueError, match=r"jaxloss.fit: `inputs` must have at least one sample"):
         jaxloss.fit(f, params, x[:0], y[:0], learning_rate=0.1, steps=2)
     # The error comes from the shared fit/sweep core's checks, and names `sweep`.
-    with pytest.raises(ValueError, match=r"jaxloss.sweep: `inputs` must have at least one entry"):
+    with pytest.raises(ValueError, match=r"jaxloss.sweep: `inputs` must have at least one sample"):
         jaxloss.sweep(f, params, x[:0], y[:0], learning_rates=[0.1], steps=2)
 
 
@@ -484,7 +484,8 @@ def test_parallel_runs_default_by_backend(monkeypatch):
 def test_sweep_seeds_beyond_32_bits_are_exact():
     x, y = quadratic_data()
     theta0 = jnp.asarray(THETA_0, jnp.float32)
-    seeds = [0, 2**40, 2**63 - 1]  # 2**40 used to wrap to 0 (the same run twice)
+    # 2**40 used to wrap to 0 (the same run twice); -5 gives the x64 key also without x64
+    seeds = [0, 2**40, 2**63 - 1, -5]
     result = jaxloss.sweep(
         quadratic, theta0, x, y, learning_rates=[0.1], steps=3, seeds=seeds, batch_size=1
     )

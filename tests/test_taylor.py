@@ -317,7 +317,7 @@ def test_static_errors():
     with pytest.raises(TypeError, match=r"hessian_vector_product: `params` must be a non-empty"):
         jaxloss.hessian_vector_product(quadratic, int_params, X, Y, int_params)
     empty = (jnp.asarray(X)[:0], jnp.asarray(Y)[:0])
-    with pytest.raises(ValueError, match=r"taylor_check: `inputs` must have at least one entry"):
+    with pytest.raises(ValueError, match=r"taylor_check: `inputs` must have at least one sample"):
         jaxloss.taylor_check(quadratic, jnp.asarray(THETA), *empty)
     with pytest.raises(ValueError, match=r"top_hessian_eigenvalue: `inputs` must have at least"):
         jaxloss.top_hessian_eigenvalue(quadratic, jnp.asarray(THETA), *empty, key=0)
