@@ -133,14 +133,18 @@ def _softplus_parts(x: jax.Array):
     return jnp.log1p(jnp.exp(-_abs(x))), jnp.where(pos, 0, -x), jnp.where(pos, x, 0)
 
 
-def _bce_value(x, a, b, factor=None):
+def _bce_value(x, a, b, factor=None, bad=None):
     """factor * (a softplus(-x) + b softplus(x)) = -factor [a log sigmoid(x) + b log sigmoid(-x)],
-    with 0 * inf = 0."""
+    with 0 * inf = 0; plus `bad` (0, or NaN for a label outside [0, 1]) if given."""
     t, u_neg, u_pos = _softplus_parts(x)
     finite = (a + b) * t
     raw = finite + a * u_neg + b * u_pos
     if factor is not None:
         finite, raw = factor * finite, factor * raw
+    if bad is not None:
+        # Added before the select, not after: XLA:CPU's reduction fusion takes no broadcast
+        # constant, so a term added after would store its zeros as an N x C array.
+        finite, raw = finite + bad, raw + bad
     # At most one of u_neg, u_pos is non-zero, so NaN in `raw` with x not NaN is 0 * inf, and the
     # finite part is the value (a NaN a or b stays NaN there). One select, and the last operation:
     # XLA then writes the loss in one elementwise pass that a caller's sum reads (fused into the
@@ -149,15 +153,16 @@ def _bce_value(x, a, b, factor=None):
 
 
 @jax.custom_jvp
-def _bce(x: jax.Array, y: jax.Array, pw: jax.Array) -> jax.Array:
-    """-[pw y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], all arguments of one shape."""
-    return _bce_value(x, pw * y, 1 - y)
+def _bce(x: jax.Array, y: jax.Array, pw: jax.Array, bad: jax.Array) -> jax.Array:
+    """-[pw y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))] + bad, all arguments of one shape;
+    `bad` (from `_nan_outside_01`) has no derivative."""
+    return _bce_value(x, pw * y, 1 - y, bad=bad)
 
 
 def _bce_jvp(primals, tangents):
-    x, y, pw = primals
-    tx, ty, tpw = tangents
-    out = _bce(x, y, pw)
+    x, y, pw, bad = primals
+    tx, ty, tpw, _ = tangents
+    out = _bce(x, y, pw, bad)
     t = jnp.zeros_like(out)
     if not isinstance(tx, SymbolicZero):
         # d/dx = (1 - y) sigmoid(x) - pw y sigmoid(-x), finite at x = +-inf. Recomputed from x
@@ -186,12 +191,21 @@ def _focal_pow(q: jax.Array, gamma: Any) -> jax.Array:
     return jnp.power(q, gamma)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _focal(static_gamma: float | None, x: jax.Array, y: jax.Array, gamma: jax.Array) -> jax.Array:
-    """(1 - p_t)**gamma * bce(x, y), p = sigmoid(x), p_t = p y + (1 - p)(1 - y); gamma is the
-    Python number `static_gamma` unless that is None."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _focal(static_gamma, weighted, x, y, gamma, alpha, bad):
+    """alpha_t (1 - p_t)**gamma bce(x, y) + bad, p = sigmoid(x), p_t = p y + (1 - p)(1 - y),
+    alpha_t = alpha y + (1 - alpha)(1 - y) (1 unless `weighted`); gamma is the Python number
+    `static_gamma` unless that is None. alpha_t is a factor inside the core, not outside: the
+    value stays one elementwise pass (an outside product would be an N x C temporary)."""
     g = gamma if static_gamma is None else static_gamma
-    return _bce_value(x, y, 1 - y, _focal_pow(_one_minus_pt(x, y), g))
+    factor = _focal_pow(_one_minus_pt(x, y), g)
+    if weighted:
+        factor = _alpha_t(alpha, y) * factor
+    return _bce_value(x, y, 1 - y, factor, bad)
+
+
+def _alpha_t(alpha, y):
+    return alpha * y + (1 - alpha) * (1 - y)
 
 
 def _one_minus_pt(x, y):
@@ -201,16 +215,18 @@ def _one_minus_pt(x, y):
     return y * sig_neg + (1 - y) * sig_pos
 
 
-def _focal_jvp(static_gamma, primals, tangents):
-    x, y, gamma = primals
-    tx, ty, tgamma = tangents
-    out = _focal(static_gamma, x, y, gamma)
+def _focal_jvp(static_gamma, weighted, primals, tangents):
+    x, y, gamma, alpha, bad = primals
+    tx, ty, tgamma, talpha, _ = tangents
+    out = _focal(static_gamma, weighted, x, y, gamma, alpha, bad)
     gamma = gamma if static_gamma is None else static_gamma
-    xb, yb = lax.optimization_barrier((x, y))  # recomputed in the gradient pass (see _bce_jvp)
+    # recomputed in the gradient pass (see _bce_jvp)
+    xb, yb, ab = lax.optimization_barrier((x, y, alpha))
     sig_pos, sig_neg = _sigmoids(xb)
     q = yb * sig_neg + (1 - yb) * sig_pos
     q_g = _focal_pow(q, gamma)
     ce = _bce_value(xb, yb, 1 - yb)
+    a_t = _alpha_t(ab, yb) if weighted else 1
     # d(q**gamma) = gamma q**(gamma - 1) dq, written q**gamma * gamma * dq / q where gamma may be
     # below 1 (finite: dq carries a factor that q has); 0 where q = 0.
     if isinstance(gamma, (int, float)) and float(gamma).is_integer() and gamma >= 1:
@@ -221,13 +237,19 @@ def _focal_jvp(static_gamma, primals, tangents):
     if not isinstance(tx, SymbolicZero):
         dq = (1 - 2 * yb) * sig_pos * sig_neg
         dce = (1 - yb) * sig_pos - yb * sig_neg
-        t = t + (d_qg * dq * ce + q_g * dce) * tx
+        # dq = 0 where ce = inf (x = +-inf): 0, so alpha_t = 0 leaves a finite gradient there.
+        t = t + a_t * (_times(d_qg * dq, ce) + q_g * dce) * tx
     if not isinstance(ty, SymbolicZero):
         t_, u_neg, u_pos = _softplus_parts(xb)
-        t = t + (d_qg * (sig_neg - sig_pos) * ce + q_g * (u_neg - u_pos)) * ty
+        dy = a_t * (d_qg * (sig_neg - sig_pos) * ce + q_g * (u_neg - u_pos))
+        if weighted:
+            dy = dy + (2 * ab - 1) * _bce_value(xb, yb, 1 - yb, q_g)
+        t = t + dy * ty
     if not isinstance(tgamma, SymbolicZero):
         log_q = jnp.log(jnp.where(q > 0, q, 1))
-        t = t + _times(q_g * ce, log_q) * tgamma
+        t = t + a_t * _times(q_g * ce, log_q) * tgamma
+    if weighted and not isinstance(talpha, SymbolicZero):
+        t = t + (2 * yb - 1) * _bce_value(xb, yb, 1 - yb, q_g) * talpha
     return out, t
 
 
@@ -497,7 +519,7 @@ def _sigmoid_bce(fn, logits, labels, *, pos_weight=None, label_smoothing=0.0):
     eps = _scalar_hyper(fn, "label_smoothing", label_smoothing, dtype, low=0, high=1)
     pw = 1 if pos_weight is None else pos_weight
     pw = _per_class(fn, "pos_weight", pw, logits.shape, dtype, allow_scalar=True, low=0)
-    return _bce(logits, _smooth(labels, eps, 2), pw) + _nan_outside_01(labels)
+    return _bce(logits, _smooth(labels, eps, 2), pw, _nan_outside_01(labels))
 
 
 def sigmoid_focal_loss(
@@ -536,13 +558,14 @@ def sigmoid_focal_loss(
     if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
         # A Python gamma is static: checked now, and a whole number becomes integer_pow.
         _checks.in_range(fn, "gamma", gamma, low=0)
-        loss = _focal(float(gamma), logits, labels, jnp.zeros((), dtype))
+        static_gamma, gamma = float(gamma), jnp.zeros((), dtype)
     else:
-        loss = _focal(None, logits, labels, _scalar_hyper(fn, "gamma", gamma, dtype, low=0))
+        static_gamma, gamma = None, _scalar_hyper(fn, "gamma", gamma, dtype, low=0)
+    a = jnp.zeros((), dtype)
     if alpha is not None:
         a = _per_class(fn, "alpha", alpha, logits.shape, dtype, allow_scalar=True, low=0, high=1)
-        loss = (a * labels + (1 - a) * (1 - labels)) * loss
-    return loss + _nan_outside_01(labels)
+    bad = _nan_outside_01(labels)
+    return _focal(static_gamma, alpha is not None, logits, labels, gamma, a, bad)
 
 
 def smooth_labels(labels: Any, alpha: Any) -> jax.Array:

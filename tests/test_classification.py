@@ -417,11 +417,19 @@ def test_check_grads_float64():
 
 @pytest.mark.x64
 def test_check_grads_labels_and_hyperparameters():
-    """Hand-written JVPs: soft-label, pos_weight and gamma derivatives too, forward and reverse."""
+    """Hand-written JVPs: soft-label, pos_weight, gamma and alpha derivatives too, forward and
+    reverse."""
     y = RNG.uniform(0.1, 0.9, size=X.shape)
     check_grads(
-        jax.jit(lambda x, y, w, g: (SIG(x, y, pos_weight=w), SFL(x, y, gamma=g))),
-        (X, y, W, 1.5),
+        jax.jit(
+            lambda x, y, w, g, a: (
+                SIG(x, y, pos_weight=w),
+                SFL(x, y, gamma=g),
+                SFL(x, y, gamma=2.0, alpha=a),
+                SFL(x, y, gamma=g, alpha=a),
+            )
+        ),
+        (X, y, W, 1.5, 0.3),
         order=1,
         modes=("fwd", "rev"),
     )
@@ -940,6 +948,18 @@ def test_zero_weight_does_not_hide_nan():
     np.testing.assert_array_equal(out["mfl"][1], 0.0)
     np.testing.assert_array_equal(out["ice"][1], 0.0)
     np.testing.assert_array_equal(out["ifl"][1], 0.0)
+
+
+def test_sigmoid_focal_zero_alpha_takes_no_part_of_an_infinite_term():
+    # alpha_t = 0 at a saturated wrong logit: 0 (as pos_weight=0 in BCE), with a finite gradient;
+    # by hand, d/dx there is alpha_t * (d bce/dx) = 1 * sigmoid(+inf) = 1 for the y = 0 term.
+    x = jnp.array([-INF, INF, INF])
+    y = jnp.array([1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(SFL(x, y, alpha=0.0), [0.0, INF, 0.0])
+    np.testing.assert_array_equal(
+        jax.jit(jax.grad(lambda x: SFL(x, y, alpha=0.0).sum()))(x), [0, 1, 0]
+    )
+    assert np.isnan(SFL(jnp.array([np.nan]), jnp.ones(1), alpha=0.0)[0])  # NaN in, NaN out
 
 
 def test_checked_names_the_likelihood_the_user_called():
