@@ -74,3 +74,12 @@ def test_integer_cross_entropy_has_no_n_by_c_temporary():
         f = lambda x, y, kw=kwargs: jaxloss.softmax_cross_entropy_with_integer_labels(x, y, **kw)  # noqa: E731
         # Below a quarter of one N x C buffer: only N-sized vectors.
         assert temporaries(f, x, lab) < N * C, kwargs
+
+
+@pytest.mark.parametrize("name", ["sigmoid_bce", "sigmoid_focal"])
+def test_sigmoid_losses_store_at_most_their_value(name):
+    """The elementwise value (what the user's sum reads) is the only N x C temporary: a term
+    added or multiplied outside the loss's core would be a second one (optax has three)."""
+    ours = CASES[name][0]
+    x = jax.ShapeDtypeStruct((N, C), jnp.float32)
+    assert temporaries(ours, x, x) <= N * C * 4 + 64 * 1024, name
