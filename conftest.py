@@ -6,6 +6,8 @@ Tests that need float64 (a reference where float32 roundoff would hide the truth
 `@pytest.mark.x64` (or take the `x64` fixture) and run with `jax_enable_x64` on for their duration.
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,11 @@ import pytest
 import jaxloss
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core, at most 4 (each holds its own JAX and compilations)."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 def pytest_configure(config):
