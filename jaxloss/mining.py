@@ -210,7 +210,7 @@ def mined_cross_entropy(
       >>> def ssd_objective(params, inputs, labels):
       ...     return loss_sum(params, inputs, labels) / jnp.maximum(jnp.sum(labels != 0), 1)
       >>> inputs = jnp.ones((2, 4, 2)); labels = jnp.array([[1, 0, 0, 0], [0, 0, 0, 0]])
-      >>> ssd_objective(jnp.eye(2), inputs, labels)  # 4 selected anchors · log 2 / 1 positive
+      >>> jax.jit(ssd_objective)(jnp.eye(2), inputs, labels)  # 4 anchors · log 2 / 1 positive
       Array(2.7725..., dtype=float32)
 
     Args:
@@ -231,7 +231,7 @@ def mined_cross_entropy(
     Example:
       >>> logits = jnp.array([[0.0, 2.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
       >>> labels = jnp.array([1, 0, 0, 0])  # one positive, three negatives
-      >>> s, n = jaxloss.mined_cross_entropy(logits, labels, neg_pos_ratio=1.0)
+      >>> s, n = jax.jit(jaxloss.mined_cross_entropy)(logits, labels, neg_pos_ratio=1.0)
       >>> s, n  # CE of anchor 0 plus the hardest negative, anchor 2: 0.1269 + 1.3133
       (Array(1.4401..., dtype=float32), Array(1., dtype=float32))
 
