@@ -214,11 +214,6 @@ def positive_int(fn: str, name: str, value: Any) -> int:
     return integer(fn, name, value, low=1)
 
 
-def non_negative_int(fn: str, name: str, value: Any) -> int:
-    """`integer` ≥ 0."""
-    return integer(fn, name, value, low=0)
-
-
 def int32(fn: str, name: str, value: Any) -> int:
     """`integer` that fits the int32 arrays it is compared with (an index, a count)."""
     return integer(fn, name, value, low=_INT32[0], high=_INT32[1])
@@ -381,11 +376,6 @@ def runtime_check(fn: str, predicate: jax.Array, message: str) -> None:
     """
     if getattr(_state, "enabled", False):
         checkify.check(jnp.all(predicate), f"jaxloss.{fn}: {message}")
-
-
-def all_finite(fn: str, name: str, x: jax.Array) -> None:
-    """Run-time check: no NaN or inf in `x`."""
-    runtime_check(fn, jnp.isfinite(x), f"`{name}` contains NaN or inf.")
 
 
 def not_nan(fn: str, name: str, x: jax.Array) -> None:

@@ -73,11 +73,6 @@ def _smooth(labels: jax.Array, eps: jax.Array, num_classes: Any) -> jax.Array:
     return (1 - eps) * labels + eps / num_classes
 
 
-def _softmax_logits_check(fn: str, logits: jax.Array) -> None:
-    # -inf is a masked class; +inf has no limit (inf - inf), so it gives NaN like NaN does.
-    _checks.runtime_check(fn, logits < jnp.inf, "`logits` contains NaN or +inf.")
-
-
 def _modulating_factor(log_q: jax.Array, gamma: jax.Array) -> jax.Array:
     """q**gamma from log q, with 0**0 = 1 and no gradient through log q = -inf.
 
@@ -432,7 +427,7 @@ def _neg_weighted(weight: jax.Array, logp: jax.Array) -> jax.Array:
 def _softmax_inputs(fn, logits, labels):
     logits, labels, dtype = _float_inputs(fn, logits, labels, class_axis=True)
     _checks.non_empty(fn, "logits", logits, axis=-1)
-    _softmax_logits_check(fn, logits)
+    _checks.softmax_logits(fn, "logits", logits)
     return logits, _probability_labels(fn, labels), dtype
 
 
@@ -640,7 +635,7 @@ def softmax_cross_entropy(
         logits = jnp.where(keep, jnp.where(where, logits, -jnp.inf), 0)
         labels = jnp.where(where, labels, 0)
         num_classes = jnp.maximum(jnp.sum(where, axis=-1, keepdims=True), 1).astype(dtype)
-    _softmax_logits_check(fn, logits)
+    _checks.softmax_logits(fn, "logits", logits)
     _checks.probabilities(fn, "labels", labels)
     # A row with a label outside [0, 1] is NaN: a reduction of its own, select-free (see above).
     nan_if_bad = jnp.sum(_nan_outside_01(labels), axis=-1)
