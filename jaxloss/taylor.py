@@ -109,24 +109,33 @@ def _same_tree(fn: str, params: Any, vector: Any) -> None:
             )
 
 
+def _normalise(v: Any) -> Any:
+    norm = jnp.sqrt(_vdot(v, v))
+    norm = jnp.where(norm > 0, norm, 1)  # H v = 0: keep the zero vector, eigenvalue 0
+    return jax.tree.map(lambda x: x / norm.astype(x.dtype), v)
+
+
+def power_iteration(matvec: Callable[[Any], Any], start: Any, iters: int) -> tuple[jax.Array, Any]:
+    """`(λ, v)` after `iters` steps of power iteration on `matvec` (a symmetric operator on
+    pytrees like `start`): λ is the Rayleigh quotient of the last unit vector, v the next unit
+    vector (pass it back as `start` to warm-start from where it stopped)."""
+
+    def body(_, carry):
+        v, _ = carry
+        hv = matvec(v)
+        return _normalise(hv), _vdot(v, hv)
+
+    v0 = _normalise(start)
+    eigenvalue, vector = jax.lax.fori_loop(0, iters, body, (v0, _vdot(v0, v0) * 0))[::-1]
+    return eigenvalue, vector
+
+
 def _top_eigenvalue(objective_fn, params, inputs, targets, iters, key):
     f = lambda p: objective_fn(p, inputs, targets)  # noqa: E731
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     start = [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)]
-
-    def normalise(v):
-        norm = jnp.sqrt(_vdot(v, v))
-        norm = jnp.where(norm > 0, norm, 1)  # H v = 0: keep the zero vector, eigenvalue 0
-        return jax.tree.map(lambda x: x / norm.astype(x.dtype), v)
-
-    def body(_, carry):
-        v, _ = carry
-        hv = _hvp(f, params, v)
-        return normalise(hv), _vdot(v, hv)  # Rayleigh quotient of the unit vector v
-
-    v0 = normalise(treedef.unflatten(start))
-    return jax.lax.fori_loop(0, iters, body, (v0, _vdot(v0, v0) * 0))[1]
+    return power_iteration(lambda v: _hvp(f, params, v), treedef.unflatten(start), iters)[0]
 
 
 _top_eigenvalue_jit = jax.jit(_top_eigenvalue, static_argnums=(0,))
