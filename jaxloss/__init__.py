@@ -27,7 +27,7 @@ from jaxloss.models import linear, mlp
 from jaxloss.objective import objective, per_sample_losses
 from jaxloss.regression import absolute_error, huber_loss, mae, mse, rmse, squared_error
 from jaxloss.segmentation import dice_loss, jaccard_loss, tversky_loss
-from jaxloss.sgd import FitResult, SweepResult, fit, sgd_step, sweep
+from jaxloss.sgd import FitResult, Monitor, SweepResult, fit, sgd_step, sweep
 from jaxloss.taylor import (
     TaylorReport,
     hessian_vector_product,
@@ -68,6 +68,7 @@ __all__ = [
     "sweep",
     "FitResult",
     "SweepResult",
+    "Monitor",
     "taylor_check",
     "TaylorReport",
     "hessian_vector_product",

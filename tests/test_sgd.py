@@ -130,7 +130,7 @@ def test_sgd_step_rejects_a_non_scalar_learning_rate(mlp_problem):
 def test_integer_and_string_params_are_a_clear_type_error(mlp_problem):
     init_fn, f, x, y = mlp_problem
     int_params = jax.tree.map(lambda a: a.astype(jnp.int32), init_fn(jax.random.key(0)))
-    msg = r"`params` must be a non-empty pytree of floating-point arrays.*int32"
+    msg = r"`params` must be a pytree with at least one floating-point array leaf.*int32"
     with pytest.raises(TypeError, match=r"jaxloss.sgd_step: " + msg):
         jaxloss.sgd_step(f, int_params, x, y, 0.1)
     with pytest.raises(TypeError, match=r"jaxloss.fit: " + msg):
@@ -140,7 +140,7 @@ def test_integer_and_string_params_are_a_clear_type_error(mlp_problem):
     with pytest.raises(TypeError, match=r"jaxloss.fit: `params`.*types \['str'\]"):
         jaxloss.fit(lambda p, x, y: 0.0, {"a": "w"}, x, y, learning_rate=0.1, steps=2)
     int_init = lambda key: jax.tree.map(lambda a: a.astype(jnp.int32), init_fn(key))  # noqa: E731
-    with pytest.raises(TypeError, match=r"jaxloss.sweep: `init_fn\(key\)` must be a non-empty"):
+    with pytest.raises(TypeError, match=r"jaxloss.sweep: `init_fn\(key\)` must be a pytree with"):
         jaxloss.sweep(f, None, x, y, learning_rates=[0.1], steps=2, init_fn=int_init)
 
 
