@@ -1,4 +1,4 @@
-"""The Taylor check: predicted against actual loss change along the gradient, for many η at once.
+"""The Taylor check: predicted against actual loss change along a direction, for many η at once.
 
 Gradient descent rests on the first-order Taylor expansion `L(θ − ηg) − L(θ) ≈ −η‖g‖²`. The
 second-order term `½η² gᵀHg` says where it breaks: the quadratic model is best at
@@ -6,7 +6,12 @@ second-order term `½η² gᵀHg` says where it breaks: the quadratic model is b
 `g = ∇L(θ)` once, one Hessian-vector product `Hg` (forward over reverse), and `L(θ − ηg)` for every
 η in one compiled, vmapped call, and labels where each regime holds. The remainder
 `|actual − predicted_first|` falls like η² when `g` is the true gradient of `L` (a log-log slope of
-2, as in pyadjoint's Taylor test), like η when it is not.
+2, as in pyadjoint's Taylor test), like η when it is not. Along any other direction `d` (an Adam
+or momentum step) the same holds with `gᵀd` for `−‖g‖²` and `dᵀHd` for `gᵀHg`.
+
+Any pytree of parameters: the floating-point array leaves are differentiated, every other leaf
+(an integer counter, a boolean mask, a Python callable) is passed to the objective unchanged
+(equinox's filter rule, `jaxloss._trees.partition`).
 
 Precision: everything is evaluated in the parameters' dtype. In float32 the change of L is lost
 in roundoff below η ≈ ε|L|/‖g‖² (ε ≈ 1.2e-7); enable float64 (`jax.config.update(
@@ -24,16 +29,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _checks
+from jaxloss import _checks, _trees
 from jaxloss.objective import num_samples
 
-# Default grid: 64 values η_ref·10^[-8, 2], η_ref = ‖g‖²/|gᵀHg| (the quadratic model's best η).
+# Default grid: 64 values η_ref·10^[-8, 2], η_ref = |gᵀd|/|dᵀHd| (the quadratic model's best η;
+# ‖g‖²/|gᵀHg| along d = −g).
 # Relative to η_ref the regimes sit at fixed places (first order up to ≈ 2·rtol·η_ref, the rise
 # from 2·η_ref), whatever the scale of the loss; 10^-8 reaches float32 roundoff for typical
 # losses, 10^2 shows the loss rising well past the predicted 2·η_ref.
 _DEFAULT_NUM = 64
 _DEFAULT_DECADES = (-8.0, 2.0)
-# |ΔL| below this many ε·(|L(θ)| + |L(θ − ηg)|) is roundoff: the two values differ by rounding.
+# |ΔL| below this many ε·(|L(θ)| + |L(θ + ηd)|) is roundoff: the two values differ by rounding.
 _ROUNDOFF_ULPS = 8.0
 # The remainder slope uses only remainders this many times above roundoff (a bias below 10%).
 _SLOPE_ABOVE_ROUNDOFF = 10.0
@@ -49,6 +55,36 @@ def _hvp(f: Callable[[Any], jax.Array], params: Any, vector: Any) -> Any:
     return jax.jvp(jax.grad(f), (params,), (vector,))[1]
 
 
+def _on_trainable(objective_fn, spec, frozen, inputs, targets):
+    """The objective as a function of the trainable leaves alone (the rest put back in place)."""
+    return lambda trainable: objective_fn(_trees.combine(spec, trainable, frozen), inputs, targets)
+
+
+def _tangent(fn: str, name: str, spec: _trees.TreeSpec, trainable: Any, tree: Any) -> tuple:
+    """The leaves of `tree` (shaped like `params`) where `params` has trainable leaves, as jax
+    arrays; they must match those leaves in shape and dtype. Its other leaves are ignored."""
+    leaves, treedef = jax.tree.flatten(tree)
+    if treedef != spec.treedef:
+        raise ValueError(
+            f"jaxloss.{fn}: `{name}` must have the pytree structure of `params` {spec.treedef}; "
+            f"got {treedef}."
+        )
+    positions = [i for i, role in enumerate(spec.roles) if role == _trees._TRAIN]
+    for i, p in zip(positions, trainable):
+        v = leaves[i]
+        if jnp.shape(p) != jnp.shape(v):
+            raise ValueError(
+                f"jaxloss.{fn}: `{name}` leaf {i} must have the shape of the params leaf "
+                f"{jnp.shape(p)}; got {jnp.shape(v)}."
+            )
+        if jnp.result_type(p) != jnp.result_type(v):
+            raise TypeError(
+                f"jaxloss.{fn}: `{name}` leaf {i} must have the dtype of the params leaf "
+                f"{jnp.result_type(p)}; got {jnp.result_type(v)}."
+            )
+    return tuple(jnp.asarray(leaves[i]) for i in positions)
+
+
 def hessian_vector_product(
     objective_fn: Callable[[Any, Any, Any], jax.Array],
     params: Any,
@@ -58,15 +94,21 @@ def hessian_vector_product(
 ) -> Any:
     """The Hessian of the objective times a vector, `H v = ∂/∂ε ∇L(θ + εv)`, never forming H.
 
+    H is the Hessian with respect to the floating-point array leaves of `params`; its other
+    leaves (integer counters, boolean masks, Python callables) are passed to the objective
+    unchanged.
+
     Args:
         objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
-        params: θ, a pytree of floating arrays.
+        params: θ, a pytree with at least one floating-point array leaf.
         inputs, targets: the data passed to `objective_fn`.
-        vector: v, a pytree with the structure, shapes and dtypes of `params` (another
-            structure or shape is a ValueError, another dtype a TypeError).
+        vector: v, a pytree with the structure of `params` whose leaves at the floating-point
+            leaves of `params` have their shapes and dtypes (another structure or shape is a
+            ValueError, another dtype a TypeError); its other leaves are ignored.
 
     Returns:
-        `H v`, a pytree like `params`.
+        `H v`, a pytree like `params`: `H v` at its floating-point leaves, its other leaves
+        as they are in `params`.
 
     Example:
         >>> x, y = jaxloss.spirals(64, classes=3, key=0)
@@ -82,31 +124,10 @@ def hessian_vector_product(
     computed forward-over-reverse as in the JAX autodiff cookbook.
     """
     fn = "hessian_vector_product"
-    _checks.float_params(fn, params)
-    _same_tree(fn, params, vector)
-    return _hvp(lambda p: objective_fn(p, inputs, targets), params, vector)
-
-
-def _same_tree(fn: str, params: Any, vector: Any) -> None:
-    """`vector` must be a tangent of `params`: same structure, shapes and dtypes."""
-    p_leaves, p_tree = jax.tree.flatten(params)
-    v_leaves, v_tree = jax.tree.flatten(vector)
-    if p_tree != v_tree:
-        raise ValueError(
-            f"jaxloss.{fn}: `vector` must have the pytree structure of `params` {p_tree}; got "
-            f"{v_tree}."
-        )
-    for i, (p, v) in enumerate(zip(p_leaves, v_leaves)):
-        if jnp.shape(p) != jnp.shape(v):
-            raise ValueError(
-                f"jaxloss.{fn}: `vector` leaf {i} must have the shape of the params leaf "
-                f"{jnp.shape(p)}; got {jnp.shape(v)}."
-            )
-        if jnp.result_type(p) != jnp.result_type(v):
-            raise TypeError(
-                f"jaxloss.{fn}: `vector` leaf {i} must have the dtype of the params leaf "
-                f"{jnp.result_type(p)}; got {jnp.result_type(v)}."
-            )
+    trainable, frozen, spec = _trees.partition(fn, "params", params)
+    v = _tangent(fn, "vector", spec, trainable, vector)
+    hv = _hvp(_on_trainable(objective_fn, spec, frozen, inputs, targets), trainable, v)
+    return _trees.combine(spec, hv, frozen)
 
 
 def _normalise(v: Any) -> Any:
@@ -130,15 +151,14 @@ def power_iteration(matvec: Callable[[Any], Any], start: Any, iters: int) -> tup
     return eigenvalue, vector
 
 
-def _top_eigenvalue(objective_fn, params, inputs, targets, iters, key):
-    f = lambda p: objective_fn(p, inputs, targets)  # noqa: E731
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    start = [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)]
-    return power_iteration(lambda v: _hvp(f, params, v), treedef.unflatten(start), iters)[0]
+def _top_eigenvalue(objective_fn, spec, trainable, frozen, inputs, targets, iters, key):
+    f = _on_trainable(objective_fn, spec, frozen, inputs, targets)
+    keys = jax.random.split(key, len(trainable))
+    start = tuple(jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, trainable))
+    return power_iteration(lambda v: _hvp(f, trainable, v), start, iters)[0]
 
 
-_top_eigenvalue_jit = jax.jit(_top_eigenvalue, static_argnums=(0,))
+_top_eigenvalue_jit = jax.jit(_top_eigenvalue, static_argnums=(0, 1))
 
 
 def top_hessian_eigenvalue(
@@ -155,11 +175,12 @@ def top_hessian_eigenvalue(
     `v ← Hv/‖Hv‖` from a random start, `iters` times, each a Hessian-vector product; returns the
     Rayleigh quotient `vᵀHv`. For a convex objective it is λ_max, and gradient descent on the
     local quadratic model is stable only for `η < 2/λ_max`. Convergence goes like
-    `|λ₂/λ₁|^iters`.
+    `|λ₂/λ₁|^iters`. H is the Hessian with respect to the floating-point array leaves of
+    `params`; its other leaves are passed to the objective unchanged.
 
     Args:
         objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
-        params: θ, a pytree of floating arrays.
+        params: θ, a pytree with at least one floating-point array leaf.
         inputs, targets: the data passed to `objective_fn`.
         iters: number of power iterations, an integer ≥ 1 (new values do not recompile).
         key: a `jax.random` key (or an int seed) for the random start.
@@ -180,70 +201,84 @@ def top_hessian_eigenvalue(
     edge of stability" (ICLR 2021).
     """
     fn = "top_hessian_eigenvalue"
-    _checks.float_params(fn, params)
+    trainable, frozen, spec = _trees.partition(fn, "params", params)
     num_samples(fn, inputs, targets)
     iters = _checks.integer(fn, "iters", iters, low=1, high=2**31 - 1)  # a traced int32
     key = _checks.prng_key(fn, "key", key)
-    return _top_eigenvalue_jit(objective_fn, params, inputs, targets, jnp.int32(iters), key)
+    return _top_eigenvalue_jit(
+        objective_fn, spec, trainable, frozen, inputs, targets, jnp.int32(iters), key
+    )
 
 
 # ------------------------------------------------------------------------------ Taylor check
 
 
-def _taylor_impl(objective_fn, default_grid, params, inputs, targets, learning_rates):
-    f = lambda p: objective_fn(p, inputs, targets)  # noqa: E731
-    loss, g = jax.value_and_grad(f)(params)
+def _taylor_impl(
+    objective_fn, default_grid, spec, trainable, frozen, inputs, targets, direction, etas
+):
+    f = _on_trainable(objective_fn, spec, frozen, inputs, targets)
+    loss, g = jax.value_and_grad(f)(trainable)
     gg = _vdot(g, g)
-    ghg = _vdot(g, _hvp(f, params, g))
-    if default_grid:
-        # η_ref = ‖g‖²/|gᵀHg|; without curvature fall back to |L|/‖g‖² (where -η‖g‖² = -|L|).
-        ok = jnp.isfinite(ghg) & (ghg != 0)
-        fallback = jnp.where(gg > 0, jnp.abs(loss) / jnp.where(gg > 0, gg, 1), 1)
-        fallback = jnp.where(fallback > 0, fallback, 1)
-        scale = jnp.where(ok, gg / jnp.where(ok, jnp.abs(ghg), 1), fallback)
-        etas = learning_rates * scale.astype(learning_rates.dtype)
+    if direction is None:
+        # d = −g; negation is exact, so this is the check along the gradient bit for bit.
+        d = jax.tree.map(jnp.negative, g)
+        gd, dd = -gg, gg
     else:
-        etas = learning_rates
+        d = direction
+        gd, dd = _vdot(g, d), _vdot(d, d)
+    dhd = _vdot(d, _hvp(f, trainable, d))
+    if default_grid:
+        # η_ref = |gᵀd|/|dᵀHd|; without curvature fall back to |L|/|gᵀd| (where η gᵀd = ∓|L|).
+        slope = jnp.abs(gd)
+        ok = jnp.isfinite(dhd) & (dhd != 0)
+        fallback = jnp.where(slope > 0, jnp.abs(loss) / jnp.where(slope > 0, slope, 1), 1)
+        fallback = jnp.where(fallback > 0, fallback, 1)
+        scale = jnp.where(ok, slope / jnp.where(ok, jnp.abs(dhd), 1), fallback)
+        etas = etas * scale.astype(etas.dtype)
 
     def moved(eta):
         step = jax.tree.map(
-            lambda p, gi: (p - eta.astype(gi.dtype) * gi).astype(p.dtype), params, g
+            lambda p, di: (p + eta.astype(di.dtype) * di).astype(p.dtype), trainable, d
         )
         return f(step)
 
-    return loss, gg, ghg, etas, jax.vmap(moved)(etas)
+    return loss, gg, gd, dd, dhd, etas, jax.vmap(moved)(etas)
 
 
-_taylor_jit = jax.jit(_taylor_impl, static_argnums=(0, 1))
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+_taylor_jit = jax.jit(_taylor_impl, static_argnums=(0, 1, 2))
 
 
 @dataclasses.dataclass(frozen=True)
 class TaylorReport:
     """The outcome of `jaxloss.taylor_check`; arrays are `(M,)` NumPy float64, one per η.
 
+    Along the gradient (the default `d = −g`) `gᵀd = −‖g‖²` and `dᵀHd = gᵀHg`.
+
     Attributes:
         learning_rates: η, increasing.
-        predicted_first: `−η‖g‖²`.
-        predicted_second: `−η‖g‖² + ½η² gᵀHg`.
-        actual: `L(θ − ηg) − L(θ)` as computed in the parameters' dtype.
-        ratio: `actual / predicted_first` (NaN where `g = 0`).
+        predicted_first: `η gᵀd` (`−η‖g‖²` along the gradient).
+        predicted_second: `η gᵀd + ½η² dᵀHd`.
+        actual: `L(θ + ηd) − L(θ)` as computed in the parameters' dtype.
+        ratio: `actual / predicted_first` (NaN where `gᵀd = 0`).
         regime: one label per η: `"roundoff"` (|actual| within roundoff of L), `"first_order"`
             (|ratio − 1| ≤ rtol), `"curvature"` (the loss falls, first order is off), `"increase"`
-            (the loss rises), `"non_finite"` (L(θ − ηg) is NaN).
-        loss: L(θ). grad_norm_sq: ‖g‖². curvature: gᵀHg/‖g‖².
+            (the loss rises, first order is off), `"non_finite"` (L(θ + ηd) is NaN).
+        loss: L(θ). grad_norm_sq: ‖g‖². directional_derivative: gᵀd, negative for a descent
+            direction (along an ascent direction the loss rises from the smallest η, and the
+            predicted best η and rise are NaN). curvature: dᵀHd/‖d‖².
+        direction: `"gradient"` (d = −g, the default) or `"given"`.
         first_order_valid_up_to: the largest η labelled `"first_order"` (NaN if none).
         best_learning_rate: the η with the most negative `actual`.
-        predicted_best: ‖g‖²/gᵀHg, the optimum of the quadratic model (NaN if gᵀHg ≤ 0).
+        predicted_best: −gᵀd/dᵀHd, the optimum of the quadratic model (NaN unless gᵀd < 0 and
+            dᵀHd > 0).
         increase_from: the smallest η labelled `"increase"` (NaN if none).
-        predicted_increase_from: 2‖g‖²/gᵀHg (NaN if gᵀHg ≤ 0).
+        predicted_increase_from: −2gᵀd/dᵀHd (NaN when predicted_best is).
         remainder_slope: least-squares slope of log|actual − predicted_first| against log η over
             the first-order η whose remainder is 10× above roundoff: ≈ 2 for a correct gradient, ≈ 1
             for a wrong one (NaN with fewer than 3 such η).
         rtol: the tolerance used for `"first_order"`. dtype: the dtype the check ran in.
+
+    `to_dict()` gives strict JSON (NaN → None), `TaylorReport.from_dict` reads it back.
     """
 
     learning_rates: np.ndarray
@@ -254,7 +289,9 @@ class TaylorReport:
     regime: tuple[str, ...]
     loss: float
     grad_norm_sq: float
+    directional_derivative: float
     curvature: float
+    direction: str
     first_order_valid_up_to: float
     best_learning_rate: float
     predicted_best: float
@@ -273,12 +310,23 @@ class TaylorReport:
             verdict = "≈ 2: the gradient matches the loss"
         else:
             verdict = "≠ 2: the gradient does NOT match the loss"
+        if self.direction == "gradient":
+            change = "L(θ − ηg) − L(θ)"
+            first_term = f"  ‖g‖²                            {self.grad_norm_sq:.4e}"
+            curvature = "gᵀHg/‖g‖²"
+        else:
+            change = "L(θ + ηd) − L(θ)"
+            kind = "descent" if self.directional_derivative < 0 else "NOT descent: the loss rises"
+            first_term = (
+                f"  gᵀd                             {self.directional_derivative:.4e} ({kind})"
+            )
+            curvature = "dᵀHd/‖d‖²"
         lines = [
-            f"Taylor check of L(θ − ηg) − L(θ), {self.dtype}, {len(self.learning_rates)} "
+            f"Taylor check of {change}, {self.dtype}, {len(self.learning_rates)} "
             f"learning rates, rtol {self.rtol:g}",
             f"  loss L(θ)                       {self.loss:.6g}",
-            f"  ‖g‖²                            {self.grad_norm_sq:.4e}",
-            f"  curvature gᵀHg/‖g‖²             {self.curvature:.4e}",
+            first_term,
+            f"  curvature {curvature}             {self.curvature:.4e}",
             f"  first order valid up to η       {self.first_order_valid_up_to:.3e}",
             f"  best η: measured / predicted    {self.best_learning_rate:.3e} / "
             f"{self.predicted_best:.3e}",
@@ -308,19 +356,30 @@ class TaylorReport:
         return self.summary()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain Python values (lists, floats, strings); NaN and ±inf become None (strict JSON)."""
-        out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, np.ndarray):
-                out[field.name] = [_finite_or_none(float(v)) for v in value]
-            elif isinstance(value, float):
-                out[field.name] = _finite_or_none(value)
-            elif isinstance(value, tuple):
-                out[field.name] = list(value)
-            else:
-                out[field.name] = value
-        return out
+        """Plain Python values (lists, floats, strings); NaN and ±inf become None (strict JSON:
+        `json.dumps(report.to_dict(), allow_nan=False)` works)."""
+        return {f.name: _trees.to_json(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaylorReport:
+        """The report `to_dict()` (or its JSON) describes; None reads back as NaN."""
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        if missing:
+            raise ValueError(
+                f"jaxloss.TaylorReport.from_dict: `data` lacks the keys {missing} (expected "
+                "the dict of TaylorReport.to_dict())."
+            )
+        values = {}
+        for f in dataclasses.fields(cls):
+            value = data[f.name]
+            if f.type == "np.ndarray":
+                value = _trees.from_json(value, np.float64)
+            elif f.type == "float":
+                value = float(_trees.from_json(value, np.float64))
+            elif f.type.startswith("tuple"):
+                value = tuple(value)
+            values[f.name] = value
+        return cls(**values)
 
 
 def taylor_check(
@@ -329,26 +388,37 @@ def taylor_check(
     inputs: Any,
     targets: Any,
     *,
+    direction: Any = None,
     learning_rates: Any = None,
     rtol: float = 0.1,
 ) -> TaylorReport:
-    """Measure `L(θ − ηg) − L(θ)` against its first- and second-order Taylor predictions.
+    """Measure `L(θ + ηd) − L(θ)` against its first- and second-order Taylor predictions.
 
-    `predicted_first = −η‖g‖²`, `predicted_second = −η‖g‖² + ½η² gᵀHg` with `g = ∇L(θ)` and one
-    Hessian-vector product `Hg`; `actual = L(θ − ηg) − L(θ)` for every η in one vmapped call. All
-    of it is one compiled program (per objective function and argument shapes).
+    `predicted_first = η gᵀd`, `predicted_second = η gᵀd + ½η² dᵀHd` with `g = ∇L(θ)` and one
+    Hessian-vector product `Hd`; `actual = L(θ + ηd) − L(θ)` for every η in one vmapped call. The
+    default direction `d = −g` is the gradient-descent step: `−η‖g‖²` and `+ ½η² gᵀHg`. All of it
+    is one compiled program (per objective function, argument shapes and non-array leaves).
+
+    Only the floating-point array leaves of `params` move and are differentiated; the others
+    (integer counters, boolean masks, Python callables) reach the objective unchanged.
 
     Args:
         objective_fn: `f(params, inputs, targets) -> scalar`, e.g. from `jaxloss.objective`.
-        params: θ, a pytree of floating arrays; the check runs in their dtype.
+        params: θ, a pytree with at least one floating-point array leaf; the check runs in their
+            dtype.
         inputs, targets: the data passed to `objective_fn`.
+        direction: d, a pytree with the structure of `params` whose leaves at the floating-point
+            leaves of `params` have their shapes and dtypes (its other leaves are ignored), e.g.
+            the update of an Adam or momentum step; default `−∇L(θ)`. An ascent direction
+            (`gᵀd > 0`) is checked too: the report says so and its predicted best η is NaN.
         learning_rates: `(M,)` positive η values; default 64 log-spaced values from 1e-8 to 1e2
-            times `‖g‖²/|gᵀHg|`, which shows every regime whatever the scale of the loss.
+            times `|gᵀd|/|dᵀHd|` (`‖g‖²/|gᵀHg|` along the gradient), which shows every regime
+            whatever the scale of the loss.
         rtol: tolerance on `|actual/predicted_first − 1|` for the first-order regime, in (0, 1).
 
     Returns:
         `TaylorReport`: per-η arrays, regime labels and scalars; `print(report.summary())`,
-        `report.to_dict()` for JSON.
+        `report.to_dict()` for JSON, `TaylorReport.from_dict` to read it back.
 
     Example:
         >>> x, y = jaxloss.spirals(64, classes=3, key=0)
@@ -367,11 +437,13 @@ def taylor_check(
     (`taylor_test`, Farrell et al., SIAM J. Sci. Comput. 35 (2013)); Nocedal & Wright,
     *Numerical Optimization* (2006), §2.2 for the quadratic model.
     """
-    dtype = _checks.float_params("taylor_check", params)
-    num_samples("taylor_check", inputs, targets)
-    _checks.in_range(
-        "taylor_check", "rtol", rtol, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
-    )
+    fn = "taylor_check"
+    trainable, frozen, spec = _trees.partition(fn, "params", params)
+    dtype = jnp.result_type(*trainable)
+    num_samples(fn, inputs, targets)
+    _checks.in_range(fn, "rtol", rtol, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    if direction is not None:
+        direction = _tangent(fn, "direction", spec, trainable, direction)
     default_grid = learning_rates is None
     if default_grid:
         grid = np.logspace(*_DEFAULT_DECADES, _DEFAULT_NUM)
@@ -382,36 +454,49 @@ def taylor_check(
                 "jaxloss.taylor_check: `learning_rates` must be a non-empty 1-D array; got shape "
                 f"{grid.shape}."
             )
-        _checks.in_range("taylor_check", "learning_rates", grid, low=0.0, low_inclusive=False)
+        _checks.in_range(fn, "learning_rates", grid, low=0.0, low_inclusive=False)
         grid = np.sort(grid)
-    out = _taylor_jit(objective_fn, default_grid, params, inputs, targets, jnp.asarray(grid, dtype))
-    loss, gg, ghg, etas, trial = (np.asarray(v, np.float64) for v in jax.device_get(out))
-    loss, gg, ghg = float(loss), float(gg), float(ghg)
-    eps = float(jnp.finfo(jnp.result_type(out[0])).eps)
-    return _report(etas, loss, trial, gg, ghg, eps, rtol, str(dtype))
+    out = _taylor_jit(
+        objective_fn,
+        default_grid,
+        spec,
+        trainable,
+        frozen,
+        inputs,
+        targets,
+        direction,
+        jnp.asarray(grid, dtype),
+    )
+    eps = float(jnp.finfo(jnp.result_type(out[0])).eps)  # the loss's dtype: its roundoff
+    loss, gg, gd, dd, dhd, etas, trial = (np.asarray(v, np.float64) for v in jax.device_get(out))
+    scalars = (float(loss), float(gg), float(gd), float(dd), float(dhd))
+    label = "gradient" if direction is None else "given"
+    return _report(etas, trial, *scalars, eps=eps, rtol=rtol, dtype=str(dtype), direction=label)
 
 
-def _report(etas, loss, trial, gg, ghg, eps, rtol, dtype) -> TaylorReport:
-    first = -etas * gg
-    second = first + 0.5 * etas**2 * ghg
+def _report(etas, trial, loss, gg, gd, dd, dhd, *, eps, rtol, dtype, direction) -> TaylorReport:
+    first = etas * gd
+    second = first + 0.5 * etas**2 * dhd
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         actual = trial - loss
         # + 0.0 turns the -0.0 of a change lost in roundoff into 0.0 in the table.
         ratio = np.where(first != 0, actual / np.where(first != 0, first, 1), np.nan) + 0.0
         noise = _ROUNDOFF_ULPS * eps * (abs(loss) + np.where(np.isfinite(trial), np.abs(trial), 0))
         remainder = np.abs(actual - first)
+        # first_order before increase: along an ascent direction the loss rises in first order
+        # (along a descent direction a rise has ratio < 0, never first order).
         regime = np.select(
             [
                 np.isnan(actual),
                 np.abs(actual) <= noise,
-                actual > 0,
                 np.abs(ratio - 1) <= rtol,
+                actual > 0,
             ],
-            ["non_finite", "roundoff", "increase", "first_order"],
+            ["non_finite", "roundoff", "first_order", "increase"],
             "curvature",
         )
-        curvature = ghg / gg if gg > 0 else math.nan
-        quad_best = gg / ghg if ghg > 0 else math.nan
+        curvature = dhd / dd if dd > 0 else math.nan
+        quad_best = -gd / dhd if dhd > 0 and gd < 0 else math.nan
 
     def extreme(label, pick):
         chosen = etas[regime == label]
@@ -433,7 +518,9 @@ def _report(etas, loss, trial, gg, ghg, eps, rtol, dtype) -> TaylorReport:
         regime=tuple(str(r) for r in regime),
         loss=loss,
         grad_norm_sq=gg,
+        directional_derivative=gd,
         curvature=curvature,
+        direction=direction,
         first_order_valid_up_to=extreme("first_order", np.max),
         best_learning_rate=best,
         predicted_best=quad_best,

@@ -6,6 +6,7 @@ for a correct gradient, 1 for a wrong one).
 """
 
 import json
+import pickle
 
 import chex
 import jax
@@ -72,6 +73,17 @@ def to32(tree):
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
 
 
+def counting(fn):
+    """`fn` and a dict whose "n" counts its calls (= traces, under jit)."""
+    count = {"n": 0}
+
+    def counted(*args):
+        count["n"] += 1
+        return fn(*args)
+
+    return counted, count
+
+
 def quadratic_args(dtype=np.float64):
     return quadratic, *(jnp.asarray(a.astype(dtype)) for a in (THETA, X, Y))
 
@@ -81,11 +93,7 @@ def quadratic_args(dtype=np.float64):
 
 @pytest.mark.x64
 def test_quadratic_second_order_is_exact_and_compiles_once():
-    count = {"n": 0}
-
-    def counted(theta, x, y):
-        count["n"] += 1
-        return quadratic(theta, x, y)
+    counted, count = counting(quadratic)
 
     report = jaxloss.taylor_check(counted, jnp.asarray(THETA), jnp.asarray(X), jnp.asarray(Y))
     traces = count["n"]
@@ -295,7 +303,8 @@ def test_static_errors():
         jaxloss.taylor_check(*args, learning_rates=[0.0, 0.1])
     with pytest.raises(ValueError, match=r"`learning_rates` must be a non-empty 1-D array"):
         jaxloss.taylor_check(*args, learning_rates=np.ones((2, 2)))
-    with pytest.raises(TypeError, match=r"`params` must be a non-empty pytree of floating"):
+    no_float = r"`params` must be a pytree with at least one floating-point array leaf"
+    with pytest.raises(TypeError, match=no_float):
         jaxloss.taylor_check(quadratic, jnp.arange(3), jnp.asarray(X), jnp.asarray(Y))
     with pytest.raises(ValueError, match=r"jaxloss.taylor_check: `inputs` and `targets` must"):
         jaxloss.taylor_check(quadratic, jnp.asarray(THETA), jnp.asarray(X), jnp.zeros(3))
@@ -310,11 +319,11 @@ def test_static_errors():
             jaxloss.top_hessian_eigenvalue(*args, key=key)
     int_params = jnp.arange(3)
     data = (jnp.asarray(X, jnp.float32), jnp.asarray(Y, jnp.float32))
-    with pytest.raises(TypeError, match=r"taylor_check: `params` must be a non-empty pytree"):
+    with pytest.raises(TypeError, match=r"taylor_check: " + no_float):
         jaxloss.taylor_check(quadratic, int_params, *data)
-    with pytest.raises(TypeError, match=r"top_hessian_eigenvalue: `params` must be a non-empty"):
+    with pytest.raises(TypeError, match=r"top_hessian_eigenvalue: " + no_float):
         jaxloss.top_hessian_eigenvalue(quadratic, int_params, *data, key=0)
-    with pytest.raises(TypeError, match=r"hessian_vector_product: `params` must be a non-empty"):
+    with pytest.raises(TypeError, match=r"hessian_vector_product: " + no_float):
         jaxloss.hessian_vector_product(quadratic, int_params, X, Y, int_params)
     empty = (jnp.asarray(X)[:0], jnp.asarray(Y)[:0])
     with pytest.raises(ValueError, match=r"taylor_check: `inputs` must have at least one sample"):
@@ -342,3 +351,182 @@ def test_hessian_vector_product_vector_must_match_params():
     chex.assert_trees_all_close(
         hv, {"a": 2 * (H @ np.ones(3) + X.sum(0)), "b": 2 * (X.sum(0).sum() + len(X))}, rtol=1e-5
     )
+
+
+# --------------------------------------------------------------------- any pytree of params
+
+# Every kind of leaf: L = c/2 Σ ((s·XW − Y) ⊙ m)² where only W trains; the counter c (int32), the
+# column mask m (bool) and the activation z ↦ s·z (a Python callable) pass through. By hand:
+# g = c s Xᵀ((sXW − Y) ⊙ m), H v = c s² Xᵀ(XV ⊙ m), λ_max(H) = c s² λ_max(XᵀX) (m has a True).
+W = rng.normal(size=(3, 2))
+Y2 = rng.normal(size=(8, 2))
+MASK = np.array([True, False])
+SCALE = 2.0
+
+
+def masked_objective(p, x, y):
+    residual = jnp.where(p["mask"][None, :], p["act"](x @ p["w"]) - y, 0.0)
+    return 0.5 * p["count"] * jnp.sum(residual**2)
+
+
+def masked_tree(count):
+    return {
+        "w": jnp.asarray(W),
+        "count": jnp.int32(count),
+        "mask": jnp.asarray(MASK),
+        "act": lambda z: SCALE * z,
+    }
+
+
+def masked_numpy(count, v):
+    residual = (SCALE * X @ W - Y2) * MASK
+    loss = 0.5 * count * np.sum(residual**2)
+    g = count * SCALE * X.T @ residual
+    hv = count * SCALE**2 * X.T @ ((X @ v) * MASK)
+    return loss, g, hv
+
+
+@pytest.mark.x64
+def test_any_pytree_trains_float_leaves_and_passes_the_rest_through():
+    counted, traces = counting(masked_objective)
+
+    tree, x, y = masked_tree(3), jnp.asarray(X), jnp.asarray(Y2)
+    v = rng.normal(size=W.shape)
+    loss, g, hv_numpy = masked_numpy(3, v)
+    # The vector's leaves other than W are ignored; H v keeps the params' own other leaves.
+    vector = {"w": jnp.asarray(v), "count": jnp.int32(7), "mask": jnp.zeros(2, bool), "act": "x"}
+    hv = jaxloss.hessian_vector_product(masked_objective, tree, x, y, vector)
+    chex.assert_trees_all_close(hv["w"], hv_numpy, rtol=1e-12)
+    assert hv["count"] is tree["count"] and hv["mask"] is tree["mask"] and hv["act"] is tree["act"]
+
+    lam = jaxloss.top_hessian_eigenvalue(masked_objective, tree, x, y, iters=200, key=0)
+    chex.assert_trees_all_close(lam, 3 * SCALE**2 * np.linalg.eigvalsh(X.T @ X).max(), rtol=1e-8)
+
+    report = jaxloss.taylor_check(counted, tree, x, y)
+    chex.assert_trees_all_close(
+        [report.loss, report.grad_norm_sq], [loss, np.sum(g**2)], rtol=1e-12
+    )
+    # A quadratic in W: the second-order prediction is the actual change.
+    np.testing.assert_allclose(report.actual, report.predicted_second, rtol=1e-9, atol=1e-12)
+    assert "first_order" in report.regime and abs(report.remainder_slope - 2) < 1e-3
+    # The counter is a traced array: a new value changes L without a new compilation.
+    seen = traces["n"]
+    five = jaxloss.taylor_check(counted, {**tree, "count": jnp.int32(5)}, x, y)
+    chex.assert_trees_all_close(five.loss, masked_numpy(5, v)[0], rtol=1e-12)
+    assert traces["n"] == seen
+
+
+# ------------------------------------------------------------------ any direction d
+
+
+@pytest.mark.x64
+def test_direction_minus_gradient_is_the_default():
+    f, theta, x, y = quadratic_args()
+    default = jaxloss.taylor_check(f, theta, x, y)
+    along = jaxloss.taylor_check(f, theta, x, y, direction=-jax.grad(f)(theta, x, y))
+    assert (default.direction, along.direction) == ("gradient", "given")
+    for name in ("learning_rates", "predicted_first", "predicted_second", "actual", "ratio"):
+        chex.assert_trees_all_close(getattr(along, name), getattr(default, name), rtol=1e-12)
+    assert along.regime == default.regime
+    chex.assert_trees_all_close(along.directional_derivative, -(G @ G), rtol=1e-12)
+    chex.assert_trees_all_close(along.predicted_best, default.predicted_best, rtol=1e-12)
+    assert along.summary().splitlines()[0].startswith("Taylor check of L(θ + ηd) − L(θ)")
+    assert default.summary().splitlines()[0].startswith("Taylor check of L(θ − ηg) − L(θ)")
+
+
+def test_direction_of_optax_steps(mlp_problem):
+    """The second update of SGD with momentum and of Adam, checked as a direction:
+    the first-order prediction η gᵀd holds at small η, the remainder falls like η²."""
+    apply_fn, params, x, y = mlp_problem
+    f = jaxloss.objective(apply_fn, ce)
+    grad = jax.grad(f)
+
+    @jax.jit
+    def step_then_direction(p, momentum_state, adam_state):
+        points = []
+        for tx, state in ((momentum, momentum_state), (adam, adam_state)):
+            update, state = tx.update(grad(p, x, y), state, p)
+            q = optax.apply_updates(p, update)
+            points.append((q, tx.update(grad(q, x, y), state, q)[0], grad(q, x, y)))
+        return points
+
+    momentum, adam = optax.sgd(0.1, momentum=0.9), optax.adam(0.01)
+    points = step_then_direction(params, momentum.init(params), adam.init(params))
+    for p, d, g in points:
+        report = jaxloss.taylor_check(f, p, x, y, direction=d)
+        gd = sum(np.vdot(a, b) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(d)))
+        assert gd < 0  # both steps go downhill here
+        chex.assert_trees_all_close(report.directional_derivative, gd, rtol=1e-10)
+        etas = report.learning_rates
+        chex.assert_trees_all_close(report.predicted_first, etas * gd, rtol=1e-12)
+        # actual = L(θ + ηd) − L(θ), evaluated here on its own at a few η.
+        loss = jax.jit(f)
+        for i in (10, 30, 50):
+            moved = jax.tree.map(lambda a, b, e=etas[i]: a + e * b, p, d)
+            chex.assert_trees_all_close(
+                report.actual[i], loss(moved, x, y) - loss(p, x, y), rtol=1e-6
+            )
+        small = etas < 1e-4 * report.predicted_best
+        assert small.sum() >= 20
+        chex.assert_trees_all_close(report.ratio[small], 1.0, atol=1e-4)
+        assert abs(report.remainder_slope - 2) <= 0.05
+
+
+@pytest.mark.x64
+def test_ascent_direction_is_labelled():
+    f, theta, x, y = quadratic_args()
+    gg, ghg = G @ G, G @ H @ G
+    report = jaxloss.taylor_check(f, theta, x, y, direction=jnp.asarray(G))
+    # Along +g: actual = η‖g‖² + ½η² gᵀHg > 0, first order while ½η gᵀHg/‖g‖² ≤ rtol.
+    chex.assert_trees_all_close(report.directional_derivative, gg, rtol=1e-12)
+    etas, regime = report.learning_rates, np.array(report.regime)
+    chex.assert_trees_all_close(etas, gg / ghg * np.logspace(-8, 2, 64), rtol=1e-12)
+    assert set(regime[etas <= 0.2 * gg / ghg]) == {"first_order"}
+    assert set(regime[etas > 0.2 * gg / ghg]) == {"increase"}
+    assert np.isnan(report.predicted_best) and np.isnan(report.predicted_increase_from)
+    assert "NOT descent" in report.summary()
+    chex.assert_trees_all_close(report.remainder_slope, 2.0, atol=1e-3)
+
+
+def test_direction_must_match_params():
+    f, theta, x, y = quadratic_args(np.float32)
+    with pytest.raises(ValueError, match=r"taylor_check: `direction` must have the pytree"):
+        jaxloss.taylor_check(f, theta, x, y, direction=[theta])
+    with pytest.raises(ValueError, match=r"taylor_check: `direction` leaf 0 must have the shape"):
+        jaxloss.taylor_check(f, theta, x, y, direction=jnp.ones(2))
+    with pytest.raises(TypeError, match=r"`direction` leaf 0 must have the dtype .*float32; got"):
+        jaxloss.taylor_check(f, theta, x, y, direction=jnp.ones(3, jnp.float16))
+
+
+# ---------------------------------------------------------------------- results that last
+
+
+def assert_same_report(back, report):
+    assert type(back) is jaxloss.TaylorReport
+    for name, value in vars(report).items():
+        other = getattr(back, name)
+        if isinstance(value, np.ndarray):
+            assert other.dtype == np.float64
+            np.testing.assert_array_equal(other, value)  # NaN where NaN
+        elif isinstance(value, float) and np.isnan(value):
+            assert isinstance(other, float) and np.isnan(other)
+        else:
+            assert type(other) is type(value) and other == value, name
+
+
+def test_report_round_trips_through_json_and_pickle():
+    f, theta, x, y = quadratic_args(np.float32)
+    reports = [
+        jaxloss.taylor_check(f, theta, x, y),
+        # g = 0: NaN ratios, curvature and slope (None in JSON).
+        jaxloss.taylor_check(f, jnp.zeros(3), jnp.eye(3), jnp.zeros(3)),
+    ]
+    assert np.isnan(reports[1].ratio).all() and np.isnan(reports[1].curvature)
+    for report in reports:
+        text = json.dumps(report.to_dict(), allow_nan=False)
+        assert_same_report(jaxloss.TaylorReport.from_dict(json.loads(text)), report)
+        assert_same_report(pickle.loads(pickle.dumps(report)), report)
+    with pytest.raises(ValueError, match=r"TaylorReport.from_dict: `data` lacks the keys \['loss'"):
+        jaxloss.TaylorReport.from_dict(
+            {k: v for k, v in reports[0].to_dict().items() if k != "loss"}
+        )
