@@ -367,23 +367,29 @@ _int_ce.defjvp(_int_ce_jvp, symbolic_zeros=True)
 
 
 @jax.custom_jvp
-def _prob_ce(z: jax.Array, v: jax.Array) -> jax.Array:
-    """sum_c v_c (-log softmax(z)_c) for non-negative (weighted, smoothed) labels v, 0 * inf = 0."""
-    return _prob_ce_parts(z, v)[0]
+def _prob_ce(z: jax.Array, v: jax.Array, nan_if_bad: jax.Array) -> jax.Array:
+    """sum_c v_c (-log softmax(z)_c) for non-negative (weighted, smoothed) labels v, 0 * inf = 0;
+    NaN where the elementwise `nan_if_bad` (0 or NaN, no derivative) has a NaN."""
+    return _prob_ce_parts(z, v, nan_if_bad)[0]
 
 
-def _prob_ce_parts(z, v):
+def _prob_ce_parts(z, v, nan_if_bad):
     m, s = _max_and_sum(z)
-    log_s = jnp.log(s)
+    # The value reads the statistics through a barrier: without it XLA:CPU fuses max, sum-exp
+    # and this sum into one reduction graph that stores N x C intermediates (2-4x slower), or
+    # shares the broadcast of m with the gradient's exp pass and stores that.
+    m_value, s_value = lax.optimization_barrier((m, s))
+    log_s = jnp.log(s_value)
     # -log p_c = (m - z_c) + log s, both >= 0: no cancellation.
-    gap = lax.optimization_barrier(m)[..., None] - z  # as in _int_ce_parts
-    return jnp.sum(v, axis=-1) * log_s + jnp.sum(_mul_0inf(v, gap), axis=-1), m, s, log_s
+    neg_logp = (m_value[..., None] - z) + log_s[..., None]
+    # One reduction for the value and the bad-label check: two would also make one graph.
+    return jnp.sum(_mul_0inf(v, neg_logp) + nan_if_bad, axis=-1), m, s, log_s
 
 
 def _prob_ce_jvp(primals, tangents):
-    z, v = primals
-    tz, tv = tangents
-    out, m, s, log_s = _prob_ce_parts(z, v)
+    z, v, nan_if_bad = primals
+    tz, tv, _ = tangents
+    out, m, s, log_s = _prob_ce_parts(z, v, nan_if_bad)
     t = jnp.zeros_like(out)
     if not isinstance(tz, SymbolicZero):
         g = jnp.sum(v, axis=-1)[..., None] * _softmax_from(z, m, s) - v
@@ -637,8 +643,8 @@ def softmax_cross_entropy(
         num_classes = jnp.maximum(jnp.sum(where, axis=-1, keepdims=True), 1).astype(dtype)
     _checks.softmax_logits(fn, "logits", logits)
     _checks.probabilities(fn, "labels", labels)
-    # A row with a label outside [0, 1] is NaN: a reduction of its own, select-free (see above).
-    nan_if_bad = jnp.sum(_nan_outside_01(labels), axis=-1)
+    # A row with a label outside [0, 1] is NaN: added in the value's reduction, select-free.
+    nan_if_bad = _nan_outside_01(labels)
     if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0):
         labels = _smooth(labels, eps, num_classes)
     if where is not None:
@@ -648,7 +654,7 @@ def softmax_cross_entropy(
             fn, "class_weights", class_weights, logits.shape, dtype, allow_scalar=False, low=0
         )
         labels = labels * w
-    loss = _prob_ce(logits, labels) + nan_if_bad
+    loss = _prob_ce(logits, labels, nan_if_bad)
     return loss if where is None else jnp.where(keep[..., 0], loss, 0)
 
 
