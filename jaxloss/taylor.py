@@ -411,6 +411,7 @@ def taylor_check(
             leaves of `params` have their shapes and dtypes (its other leaves are ignored), e.g.
             the update of an Adam or momentum step; default `−∇L(θ)`. An ascent direction
             (`gᵀd > 0`) is checked too: the report says so and its predicted best η is NaN.
+            η scales d: with an optimizer's update as d, η = 1 is the optimizer's own step.
         learning_rates: `(M,)` positive η values; default 64 log-spaced values from 1e-8 to 1e2
             times `|gᵀd|/|dᵀHd|` (`‖g‖²/|gᵀHg|` along the gradient), which shows every regime
             whatever the scale of the loss.
@@ -432,6 +433,20 @@ def taylor_check(
         ...
         >>> report.regime[0], report.regime[40], report.regime[-1]
         ('roundoff', 'first_order', 'increase')
+
+        Along Adam's first step instead (η scales d: η = 1 is the step Adam takes):
+
+        >>> params = init_fn(jax.random.key(0))
+        >>> adam = optax.adam(1e-2)
+        >>> step, _ = adam.update(jax.grad(f)(params, x, y), adam.init(params), params)
+        >>> along = jaxloss.taylor_check(f, params, x, y, direction=step)
+        >>> print(along.summary())
+        Taylor check of L(θ + ηd) − L(θ), float32, 64 learning rates, rtol 0.1
+          loss L(θ)                       1.18523
+          gᵀd                             -2.65...e-02 (descent)
+        ...
+          remainder slope                 2.00... (≈ 2: the gradient matches the loss)
+        ...
 
     Reference: the Taylor remainder convergence test of pyadjoint / dolfin-adjoint
     (`taylor_test`, Farrell et al., SIAM J. Sci. Comput. 35 (2013)); Nocedal & Wright,
