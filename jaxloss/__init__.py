@@ -27,7 +27,16 @@ from jaxloss.models import linear, mlp
 from jaxloss.objective import objective, per_sample_losses
 from jaxloss.regression import absolute_error, huber_loss, mae, mse, rmse, squared_error
 from jaxloss.segmentation import dice_loss, jaccard_loss, tversky_loss
-from jaxloss.sgd import FitResult, Monitor, SweepResult, fit, sgd_step, sweep
+from jaxloss.sgd import (
+    FitResult,
+    LRRangeResult,
+    Monitor,
+    SweepResult,
+    fit,
+    lr_range_test,
+    sgd_step,
+    sweep,
+)
 from jaxloss.taylor import (
     TaylorReport,
     hessian_vector_product,
@@ -69,6 +78,8 @@ __all__ = [
     "FitResult",
     "SweepResult",
     "Monitor",
+    "lr_range_test",
+    "LRRangeResult",
     "taylor_check",
     "TaylorReport",
     "hessian_vector_product",

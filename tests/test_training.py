@@ -365,3 +365,40 @@ def test_bad_optimizer_and_monitor_are_errors_naming_the_caller(problem):
         fit(monitor_every=2.0)
     with pytest.raises(ValueError, match=r"jaxloss.fit: `learning_rate\(0\)` must be a scalar"):
         fit(learning_rate=lambda count: jnp.ones(2))
+
+
+# ---------------------------------------------------------------------------- LR range test
+
+
+def test_lr_range_test_on_linear_regression_blows_up_past_two_over_lambda_max():
+    x, y, _ = jaxloss.linear_regression(64, 3, key=0)
+    init_fn, apply_fn = jaxloss.linear(3, 1)
+    f = jaxloss.objective(apply_fn, jaxloss.mse)
+    result = jaxloss.lr_range_test(f, init_fn(0), x, y, min_lr=1e-3, max_lr=10.0, steps=200)
+    # The mean squared error of an affine model has Hessian (2/N) X̃ᵀX̃, X̃ = [x, 1]; gradient
+    # descent on it is stable exactly for η < 2/λ_max.
+    design = np.c_[np.asarray(x, np.float64), np.ones(len(x))]
+    limit = 2 / np.linalg.eigvalsh(2 / len(x) * design.T @ design).max()
+    np.testing.assert_allclose(result.learning_rates, np.geomspace(1e-3, 10.0, 200), rtol=1e-12)
+    stop = int(np.isfinite(result.losses).sum()) - 1
+    assert np.all(np.isnan(result.losses[stop + 1 :]))
+    assert result.learning_rates[stop] > limit  # the loss blew up past 2/λ_max ...
+    stable = result.losses[result.learning_rates < limit]
+    assert np.all(np.diff(stable) <= 1e-6 * stable[1:])  # ... and fell all the way below it
+    assert result.learning_rates[0] < result.suggested < limit
+    # fastai's debiased average: Σ_s β^(t−s) (1−β) L_s / (1 − β^(t+1)), β = 0.98.
+    t = np.arange(stop + 1)
+    weights = np.tril(0.98 ** (t[:, None] - t[None, :])) * 0.02 / (1 - 0.98 ** (t + 1))[:, None]
+    np.testing.assert_allclose(
+        result.smoothed_losses[: stop + 1], weights @ result.losses[: stop + 1]
+    )
+    assert result.smoothed_losses[stop] > 4 * np.min(result.smoothed_losses[:stop])
+    assert np.all(
+        result.smoothed_losses[:stop] <= 4 * np.minimum.accumulate(result.smoothed_losses[:stop])
+    )
+    back = round_trip(result)
+    chex.assert_trees_all_equal(back, result)
+    with pytest.raises(ValueError, match=r"jaxloss.lr_range_test: `max_lr` must lie in \(0.1, inf"):
+        jaxloss.lr_range_test(f, init_fn(0), x, y, min_lr=0.1, max_lr=0.1, steps=5)
+    with pytest.raises(TypeError, match=r"jaxloss.lr_range_test: `optimizer` must be a callable"):
+        jaxloss.lr_range_test(f, init_fn(0), x, y, min_lr=0.1, max_lr=1, steps=5, optimizer=1)
