@@ -57,7 +57,8 @@ def test_optimizers_quick(optimizers):
     inputs, labels = jaxloss.spirals(quick["samples"], classes=3, noise=0.1, key=jax.random.key(0))
     init_fn, apply_fn = jaxloss.mlp([2, quick["hidden"], quick["hidden"], 3])
     f = jaxloss.objective(apply_fn, jaxloss.softmax_cross_entropy_with_integer_labels)
-    initial = f(init_fn(jax.random.split(jax.random.key(0))[0]), inputs, labels)
+    init_key = jax.random.split(jax.random.key(0))[0]
+    initial = jax.jit(lambda key: f(init_fn(key), inputs, labels))(init_key)
     chex.assert_trees_all_close(result["initial_loss"], float(initial), rtol=1e-6)
     for name in result["optimizers"]:
         final = np.array(result["final_losses"][name], dtype=np.float64)
