@@ -700,8 +700,10 @@ def _learning_rates(fn: str, name: str, value: Any, ndim: int) -> jax.Array:
                 f"jaxloss.{fn}: `{name}` must be a non-empty 1-D array; got shape {rates.shape}."
             )
     _checks.in_range(fn, name, value, low=0.0)
-    # One dtype for every call, so that a Python float and a NumPy scalar share one compilation.
-    return rates.astype(jnp.result_type(float))
+    # One dtype for every call, so that a Python float and a NumPy scalar share one compilation;
+    # cast in NumPy when concrete (an eager JAX cast costs more than a small fit's step).
+    dtype = jnp.result_type(float)
+    return rates.astype(dtype) if isinstance(rates, jax.core.Tracer) else np.asarray(rates, dtype)
 
 
 def _optimizer(fn: str, optimizer: Any, learning_rate: Any) -> Callable:
@@ -749,9 +751,9 @@ def _drive(config, steps, progress, start, frozen, rates, keys, inputs, targets)
     chunks sharing one compilation, the bar updated between them. Returns `_core`'s output with
     the per-step records of all chunks concatenated (step axis last)."""
     args = (start, frozen, rates, keys, inputs, targets)
-    steps_arg = jnp.int32(steps)
+    steps_arg = np.int32(steps)  # NumPy scalars: no eager JAX op before the one compiled call
     if not progress:
-        return _core_jit(config, None, *args, jnp.int32(0), steps_arg)
+        return _core_jit(config, None, *args, np.int32(0), steps_arg)
     bar = _progress_bar(config.fn, steps)
     length = -(-steps // _PROGRESS_UPDATES)
     config = config._replace(length=length)
@@ -759,7 +761,7 @@ def _drive(config, steps, progress, start, frozen, rates, keys, inputs, targets)
     pieces = []
     try:
         for t0 in range(0, steps, length):
-            out = _core_jit(config, state, *args, jnp.int32(t0), steps_arg)
+            out = _core_jit(config, state, *args, np.int32(t0), steps_arg)
             state = out[0]
             pieces.append(jax.block_until_ready(out[1]))
             bar.update(min(length, steps - t0))

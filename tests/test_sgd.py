@@ -62,6 +62,19 @@ def tree_equal(a, b):
     return all(jax.tree.leaves(jax.tree.map(lambda u, v: bool(jnp.array_equal(u, v)), a, b)))
 
 
+def trace_counted(objective):
+    """`(objective with a count of its traces, the count)`: one compilation of fit or sweep traces
+    the objective twice (the scan body and the final loss); chex fails a third trace."""
+    chex.clear_trace_counter()  # chex counts per function code, which every use shares
+    count = {"n": 0}
+
+    def counted(params, x, y):
+        count["n"] += 1
+        return objective(params, x, y)
+
+    return chex.assert_max_traces(counted, n=2), count
+
+
 # --------------------------------------------------------------------------------- sgd_step
 
 
@@ -302,14 +315,7 @@ def test_fit_keeps_mixed_dtypes_and_matches_sgd_step():
 
 
 def test_no_retrace_across_learning_rates_data_and_params():
-    count = {"n": 0}
-
-    def counted(params, x, y):
-        count["n"] += 1
-        return quadratic(params, x, y)
-
-    # Each compilation traces the objective twice: the scan body and the final loss.
-    f = chex.assert_max_traces(counted, n=2)
+    f, count = trace_counted(quadratic)
     x, y = quadratic_data()
     jaxloss.fit(f, jnp.asarray(THETA_0), x, y, learning_rate=0.1, steps=7)
     first = count["n"]
@@ -376,15 +382,7 @@ def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem):
     # One run after another (parallel_runs=1, the CPU default); the vmapped paths below.
     parallel_runs = 1
     init_fn, f, x, y = mlp_problem
-    chex.clear_trace_counter()
-    count = {"n": 0}
-
-    def counted(params, x, y):
-        count["n"] += 1
-        return f(params, x, y)
-
-    # One compilation traces the objective twice: the scan body and the final loss.
-    g = chex.assert_max_traces(counted, n=2)
+    g, count = trace_counted(f)
     rates = np.array([0.05, 0.5, 2.0, np.inf])  # the last one diverges; the others must not care
     seeds = [3, 11]
     result = jaxloss.sweep(
@@ -433,14 +431,7 @@ def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem):
 # all 6 at once (the GPU/TPU default); minibatches drawn per run.
 @pytest.mark.parametrize("parallel_runs", [4, 6])
 def test_sweep_vmapped_and_in_padded_groups_equals_fit_calls(parallel_runs):
-    chex.clear_trace_counter()  # chex counts per function code: reset per parameter
-    count = {"n": 0}
-
-    def counted(theta, x, y):
-        count["n"] += 1
-        return quadratic(theta, x, y)
-
-    g = chex.assert_max_traces(counted, n=2)  # one trace for all groups, none for the padding
+    g, count = trace_counted(quadratic)  # one trace for all groups, none for the padding
     x, y = quadratic_data()
     init = jax.jit(lambda key: jax.random.normal(key, (3,)))
     rates, seeds = np.array([0.1, 0.3, 0.45]), [1, 2]

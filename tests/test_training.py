@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_sgd import trace_counted  # the objective with a count of its traces
 
 import jaxloss
 
@@ -253,15 +254,7 @@ def test_sgd_step_and_fit_train_only_float_leaves_of_any_pytree(tree_data):
 def swept(tree_data):
     """Adam, K = 2 rates × S = 2 seeds (init_fn), on the pytree model."""
     x, y = tree_data
-    chex.clear_trace_counter()
-    count = {"n": 0}
-
-    def counted(params, x, y):
-        count["n"] += 1
-        return tree_objective(params, x, y)
-
-    # One compilation traces the objective twice: the scan body and the final loss.
-    g = chex.assert_max_traces(counted, n=2)
+    g, count = trace_counted(tree_objective)
     kwargs = dict(steps=3, init_fn=tree_init, optimizer=optax.adam)
     result = jaxloss.sweep(g, None, x, y, learning_rates=[0.05, 0.1], seeds=[1, 2], **kwargs)
     # New learning rates and seeds: the same program, no retrace.
