@@ -293,19 +293,23 @@ def _one_hot(labels: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _int_ce(cfg, z, labels, keep, eps, w):
+def _int_ce(cfg, z, labels, safe, nan_if_bad, keep, eps, w):
     """(1 - eps) w_y (-log p_y) + eps / C sum_c w_c (-log p_c), p = softmax(z).
 
     cfg = (smooth, weighted): static, so plain cross entropy skips the smoothing reduction and the
-    weights. `keep` (or None) zeroes the gradient of ignored positions whatever their logits."""
-    return _int_ce_parts(cfg, z, labels, eps, w)[0]
+    weights. `labels` as given (the gradient's one-hot: an out-of-range label matches no class),
+    `safe` in [0, C) (for gathers); `nan_if_bad` (0 or NaN per position) makes a bad label's
+    value NaN. `keep` (or None) zeroes the gradient of ignored positions whatever their logits.
+    Per-position selects stay out of the gradient's N x C pass: XLA would redo them per element.
+    """
+    return _int_ce_parts(cfg, z, safe, nan_if_bad, eps, w)[0]
 
 
-def _int_ce_parts(cfg, z, labels, eps, w):
+def _int_ce_parts(cfg, z, labels, nan_if_bad, eps, w):
     smooth, weighted = cfg
     m, s = _max_and_sum(z)
     log_s = jnp.log(s)
-    nll = (m - _take(z, labels)) + log_s  # gathered from the raw logits
+    nll = (m - _take(z, labels)) + log_s + nan_if_bad  # gathered from the raw logits
     if weighted:
         nll = _times(w[labels], nll)
     if not smooth:
@@ -323,9 +327,9 @@ def _int_ce_parts(cfg, z, labels, eps, w):
 
 def _int_ce_jvp(cfg, primals, tangents):
     smooth, weighted = cfg
-    z, labels, keep, eps, w = primals
-    tz, _, _, teps, tw = tangents
-    out, m, s, log_s = _int_ce_parts(cfg, z, labels, eps, w)
+    z, labels, safe, nan_if_bad, keep, eps, w = primals
+    tz, _, _, _, _, teps, tw = tangents
+    out, m, s, log_s = _int_ce_parts(cfg, z, safe, nan_if_bad, eps, w)
     t = jnp.zeros_like(out)
     num_classes = z.shape[-1]
     if not isinstance(tz, SymbolicZero):
@@ -334,7 +338,7 @@ def _int_ce_jvp(cfg, primals, tangents):
         p = _softmax_from(z, m, s)
         onehot = _one_hot(labels, z.shape, z.dtype)
         if weighted:
-            w_y = w[labels][..., None]
+            w_y = w[safe][..., None]
             big_w = jnp.sum(w) * e / num_classes
             g = ((1 - e) * w_y + big_w) * p - (1 - e) * w_y * onehot
         else:
@@ -349,15 +353,15 @@ def _int_ce_jvp(cfg, primals, tangents):
     ):
         # Hyperparameter tangents (rare): from the log-softmax written out.
         neg_logp = (m[..., None] - z) + log_s[..., None]
-        nll = _take(neg_logp, labels)
+        nll = _take(neg_logp, safe)
         e = eps if smooth else 0
         if smooth and not isinstance(teps, SymbolicZero):
             ww = jnp.broadcast_to(w, z.shape) if weighted else jnp.ones(z.shape, z.dtype)
             total = jnp.sum(_times(ww, neg_logp), axis=-1)
-            w_y = w[labels] if weighted else jnp.ones(labels.shape, z.dtype)
+            w_y = w[safe] if weighted else jnp.ones(labels.shape, z.dtype)
             t = t + (total / num_classes - _times(w_y, nll)) * teps
         if weighted and not isinstance(tw, SymbolicZero):
-            onehot = _one_hot(labels, z.shape, z.dtype)
+            onehot = _one_hot(safe, z.shape, z.dtype)
             per_class = _times(e / num_classes, neg_logp) + (1 - e) * _times(onehot, neg_logp)
             t = t + jnp.sum(_times(jnp.broadcast_to(tw, z.shape), per_class), axis=-1)
     return out, t
@@ -457,7 +461,7 @@ def _integer_inputs(fn, logits, labels, ignore_index):
         fn, (logits < jnp.inf) | ignored[..., None], "`logits` contains NaN or +inf."
     )
     safe = jnp.where(ignored | bad, 0, labels)
-    return logits, safe, ignored, bad
+    return logits, labels, safe, ignored, bad
 
 
 def _integer_result(loss, ignored, bad):
@@ -705,7 +709,7 @@ def softmax_cross_entropy_with_integer_labels(
 
 def _integer_ce(fn, logits, labels, *, label_smoothing=0.0, class_weights=None, ignore_index=None):
     """`softmax_cross_entropy_with_integer_labels` for the public function `fn`."""
-    logits, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
+    logits, labels, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
     dtype = logits.dtype
     smooth = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
     eps = _scalar_hyper(fn, "label_smoothing", label_smoothing, dtype, low=0, high=1)
@@ -721,8 +725,10 @@ def _integer_ce(fn, logits, labels, *, label_smoothing=0.0, class_weights=None, 
             low=0,
         )
     keep = None if ignore_index is None else ~ignored
-    loss = _int_ce((smooth, w is not None), logits, safe, keep, eps, w)
-    return _integer_result(loss, ignored, bad)
+    nan_if_bad = jnp.where(bad, jnp.nan, 0).astype(dtype)
+    loss = _int_ce((smooth, w is not None), logits, labels, safe, nan_if_bad, keep, eps, w)
+    # Bad labels are NaN already; the select only where there are ignored positions.
+    return loss if ignore_index is None else jnp.where(ignored, 0, loss)
 
 
 def softmax_focal_loss(
@@ -804,7 +810,7 @@ def softmax_focal_loss_with_integer_labels(
     place of the sigmoid; finite gradients for every gamma >= 0, also gamma < 1 as p_y -> 1.
     """
     fn = "softmax_focal_loss_with_integer_labels"
-    logits, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
+    logits, _, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
     # An ignored position computes on zeros: no NaN from its logits reaches the gradient.
     logits = jnp.where(ignored[..., None], 0, logits)
     dtype = logits.dtype
