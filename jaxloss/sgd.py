@@ -502,17 +502,18 @@ def _run(config, state, frozen, rate, key, inputs, targets, t0, steps):
         return config.objective_fn(_trees.combine(config.spec, leaves, frozen), x, y)
 
     def update(params, opt_flat, grads):
-        """(θ_{t+1}, the optimizer state after the step, the update u), all flat."""
+        """θ_{t+1} and the optimizer state after the step (flat), and g·u for the update u
+        (before rounding to the parameters; its leaves may have other dtypes than θ's)."""
         if plain:
-            update = tuple(-jnp.asarray(rate, g.dtype) * g for g in grads)
-            return tuple(_sgd_leaf(p, g, rate) for p, g in zip(params, grads)), opt_flat, update
+            g_dot_u = -rate * _vdot(grads, grads)
+            return tuple(_sgd_leaf(p, g, rate) for p, g in zip(params, grads)), opt_flat, g_dot_u
         tree = _masked(config.spec, p_unravel(params))
         grad_tree = _masked(config.spec, p_unravel(grads))
         updates, new_opt = opt.update(grad_tree, o_unravel(opt_flat), tree)
         stepped = optax.apply_updates(tree, updates)
-        return _ravel(stepped)[0], _ravel(new_opt)[0], _ravel(updates)[0]
+        return _ravel(stepped)[0], _ravel(new_opt)[0], _vdot(grad_tree, updates)
 
-    def measure(probe, t, params, grads, stepped, update, loss, x, y):
+    def measure(probe, t, params, grads, stepped, g_dot_u, loss, x, y):
         """λ_max (power iteration), ‖g‖² and the one-step Taylor ratio; the next probe."""
 
         def f(flats):
@@ -520,7 +521,7 @@ def _run(config, state, frozen, rate, key, inputs, targets, t0, steps):
 
         iters = jnp.where(t == 0, _MONITOR_FIRST_ITERS, _MONITOR_ITERS)
         sharpness, probe = power_iteration(lambda v: _hvp(f, params, v), probe, iters)
-        ratio = (f(stepped) - loss) / _vdot(grads, update)
+        ratio = (f(stepped) - loss) / g_dot_u
         values = jnp.stack(
             [jnp.asarray(v, loss.dtype) for v in (sharpness, _vdot(grads, grads), ratio)]
         )
@@ -538,7 +539,7 @@ def _run(config, state, frozen, rate, key, inputs, targets, t0, steps):
         running = (t < steps) & (diverged_at < 0)
         advance = running & jnp.isfinite(loss)
         stop_now = running & ~jnp.isfinite(loss)
-        stepped, new_opt, step = update(params, opt_flat, grads)
+        stepped, new_opt, g_dot_u = update(params, opt_flat, grads)
         # A run that just hit a non-finite loss goes back to its last finite params and stays.
         new_carry = [
             _select(advance, stepped, _select(stop_now, last_good, params)),
@@ -552,7 +553,7 @@ def _run(config, state, frozen, rate, key, inputs, targets, t0, steps):
         if config.monitor_every is None:
             return tuple(new_carry), (recorded, None)
         record = running & ((t % config.monitor_every == 0) | (t == steps - 1))
-        operands = (probe, t, params, grads, stepped, step, loss, x, y)
+        operands = (probe, t, params, grads, stepped, g_dot_u, loss, x, y)
         skip = lambda probe, *_: (probe, jnp.full(3, jnp.nan, loss.dtype))  # noqa: E731
         new_carry[-1], values = jax.lax.cond(record, measure, skip, *operands)
         return tuple(new_carry), (recorded, values)

@@ -301,6 +301,22 @@ def test_init_fn_must_keep_its_static_leaves(tree_data):
         )  # fmt: skip
 
 
+def test_monitor_of_adam_on_the_pytree(tree_data):
+    # Adam's update of the bfloat16 leaf is float32: g·u is taken leaf by leaf, in optax's dtypes.
+    x, y = tree_data
+    params = tree_params(jnp.tanh)
+    kwargs = dict(learning_rate=0.1, steps=2, optimizer=optax.adam, monitor_every=1)
+    result = jaxloss.fit(tree_objective, params, x, y, **kwargs)
+    floats = floats_of(params)
+    g = jax.grad(lambda fl: tree_objective({**params, **fl}, x, y))(floats)
+    updates, _ = optax.adam(0.1).update(g, optax.adam(0.1).init(floats), floats)
+    g_u = sum(jnp.vdot(g[k], updates[k]) for k in floats)
+    ratio = (result.losses[1] - result.losses[0]) / g_u
+    chex.assert_trees_all_close(result.monitor.first_order_ratio[0], ratio, rtol=1e-3)
+    g_g = sum(jnp.vdot(v, v).astype(jnp.float32) for v in g.values())
+    chex.assert_trees_all_close(result.monitor.grad_norm_sq[0], g_g, rtol=1e-2)  # bfloat16 sums
+
+
 # -------------------------------------------------------------------------- saved results
 
 
