@@ -8,9 +8,11 @@ functions `f(params, inputs, targets) -> scalar` (see `jaxloss.objective`).
 
 Parameters: the floating-point array leaves of `params` train; every other leaf (an integer
 counter, a boolean mask, a Python callable such as an activation) passes through unchanged and
-the objective sees the whole pytree (equinox's `filter` rule). An equinox module can be passed
-as is; for flax NNX pass the state of `graphdef, state = nnx.split(model)` and merge inside the
-objective: `f = lambda state, x, y: loss(nnx.merge(graphdef, state)(x), y)`.
+the objective sees the whole pytree (equinox's `filter` rule). An equinox module is such a
+pytree (its arrays train, its activation functions pass through): pass it as `params`. For flax
+NNX pass the state of `graphdef, state = nnx.split(model)` and merge inside the objective:
+`f = lambda state, x, y: loss(nnx.merge(graphdef, state)(x), y)`. (Neither library is a
+dependency; the tests use a hand-made pytree with every kind of leaf.)
 
 Compilation: the loops are jitted once per (objective function, optimizer function, schedule,
 batch size, number of steps, `parallel_runs` for a sweep, static leaves of `params`, shapes and
@@ -149,7 +151,7 @@ class SweepResult(NamedTuple):
     """The outcome of `jaxloss.sweep`: K learning rates × S seeds, each one `fit` run.
 
     Attributes:
-        learning_rates: `(K,)`.
+        learning_rates: `(K,)` NumPy array (the default float dtype).
         seeds: `(S,)` int64 NumPy array, the seed of each column (exact, any 64-bit seed).
         losses: `(K, S, steps)`, `losses[k, s]` as `FitResult.losses` of run (k, s).
         final_losses: `(K, S)`, as `FitResult.final_loss` (NaN where the run diverged).
