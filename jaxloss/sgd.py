@@ -52,7 +52,8 @@ _RANGE_STOP = 4.0
 
 
 class Monitor(NamedTuple):
-    """What `fit(..., monitor_every=k)` records at steps `0, k, 2k, …` and the last step.
+    """What `fit(..., monitor_every=k)` (or `sweep`) records at steps `0, k, 2k, …` and the
+    last step.
 
     Every value is measured at the parameters BEFORE the step, on that step's (mini)batch (the
     batch of `FitResult.losses[step]`); steps after a divergence hold NaN.
@@ -159,6 +160,8 @@ class SweepResult(NamedTuple):
         params: the parameters of every run, each array leaf stacked to `(K, S, *leaf.shape)`
             (leaves that do not train too); other leaves as passed.
         opt_state: the optimizer state of every run, each leaf stacked to `(K, S, ...)`.
+        monitor: with `monitor_every`, a `Monitor` whose value arrays are `(K, S, M)` (`steps`
+            `(M,)`, shared); else None.
 
     `to_dict()` / `SweepResult.from_dict(d)` as for `FitResult`.
     """
@@ -170,6 +173,7 @@ class SweepResult(NamedTuple):
     diverged_at: Any
     params: Any
     opt_state: Any = None
+    monitor: Monitor | None = None
 
     def best(self) -> float:
         """The learning rate with the lowest final loss among those that did not diverge.
@@ -208,6 +212,7 @@ class SweepResult(NamedTuple):
             diverged_at=self.diverged_at[k, s],
             final_loss=self.final_losses[k, s],
             opt_state=row(self.opt_state),
+            monitor=None if self.monitor is None else _monitor_row(self.monitor, k, s),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,7 +221,9 @@ class SweepResult(NamedTuple):
             name: _trees.to_json(getattr(self, name))
             for name in ("learning_rates", "seeds", "losses", "final_losses", "diverged_at")
         }
-        return {**out, "params": _encode(self.params), "opt_state": _encode(self.opt_state)}
+        monitor = None if self.monitor is None else _monitor_to_json(self.monitor)
+        trees = {"params": _encode(self.params), "opt_state": _encode(self.opt_state)}
+        return {**out, **trees, "monitor": monitor}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepResult:
@@ -230,7 +237,12 @@ class SweepResult(NamedTuple):
             diverged_at=_trees.from_json(data["diverged_at"], np.int32),
             params=_decode(data["params"]),
             opt_state=_decode(data.get("opt_state")),
+            monitor=None if data.get("monitor") is None else _monitor_from_json(data["monitor"]),
         )
+
+
+def _monitor_row(monitor: Monitor, k: int, s: int) -> Monitor:
+    return Monitor(monitor.steps, *(values[k, s] for values in monitor[1:]))
 
 
 class LRRangeResult(NamedTuple):
@@ -638,13 +650,13 @@ def _core(config, state, start, frozen, rates, keys, inputs, targets, t0, steps)
         out = jax.lax.map(run, args)
     else:
         out = jax.lax.map(run, args, batch_size=chunk)
-    state, (losses, _), final = jax.tree.map(lambda a: a[:runs], out)
+    state, (losses, values), final = jax.tree.map(lambda a: a[:runs], out)
 
     def grid(a):
         return a.reshape(num_rates, num_seeds, *a.shape[1:])
 
     stacked = jax.tree.map(grid, (state.params, state.opt_state, frozen))
-    return state, (grid(losses), None), grid(final), stacked
+    return state, (grid(losses), None if values is None else grid(values)), grid(final), stacked
 
 
 _core_jit = jax.jit(_core, static_argnums=(0,))
@@ -887,9 +899,10 @@ def fit(
 
 
 def _monitor(values: jax.Array, steps: int, every: int) -> Monitor:
+    """The recorded steps of `values` (`(..., 3, steps)`, NaN where not recorded)."""
     recorded = np.unique(np.r_[np.arange(0, steps, every), steps - 1]).astype(np.int32)
-    picked = values[:, recorded]
-    return Monitor(jnp.asarray(recorded), picked[0], picked[1], picked[2])
+    picked = values[..., recorded]
+    return Monitor(jnp.asarray(recorded), picked[..., 0, :], picked[..., 1, :], picked[..., 2, :])
 
 
 def sweep(
@@ -906,6 +919,7 @@ def sweep(
     parallel_runs: int | None = None,
     progress: bool = False,
     optimizer: Callable[[Any], optax.GradientTransformation] = optax.sgd,
+    monitor_every: int | None = None,
 ) -> SweepResult:
     """`fit` for K learning rates × S seeds at once, all K·S runs in one compiled program.
 
@@ -946,6 +960,8 @@ def sweep(
             large, barely stable η can amplify over many steps.
         progress: show a tqdm progress bar (needs `tqdm`), updated between 20 chunks.
         optimizer: as in `fit` (default `optax.sgd`); the same object keeps one compilation.
+        monitor_every: as in `fit`, per run. With the runs vmapped (`parallel_runs` > 1) every
+            step pays for the monitor: a vmapped `lax.cond` computes both branches.
 
     Returns:
         `SweepResult` with `losses (K, S, steps)`, `final_losses (K, S)`, `diverged_at (K, S)`,
@@ -994,15 +1010,17 @@ def sweep(
         spec,
         batch_size,
         steps,
+        monitor_every=_monitor_every(fn, monitor_every),
         parallel_runs=_parallel_runs(parallel_runs, rates.shape[0] * seeds.shape[0]),
         per_seed=init_fn is not None,
     )
-    state, (losses, _), final, (trainable, opt_state, frozen) = _drive(
+    state, (losses, values), final, (trainable, opt_state, frozen) = _drive(
         config, steps, progress, start, frozen, rates, batch_keys, inputs, targets
     )
     diverged_at = state.diverged_at.reshape(final.shape)
     params = _trees.combine(spec, trainable, frozen)
-    return SweepResult(rates, seeds, losses, final, diverged_at, params, opt_state)
+    monitor = None if values is None else _monitor(values, steps, config.monitor_every)
+    return SweepResult(rates, seeds, losses, final, diverged_at, params, opt_state, monitor)
 
 
 def _split(seed_keys):

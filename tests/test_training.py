@@ -152,6 +152,18 @@ def test_progress_chunks_carry_the_optimizer_state_and_the_eigenvector(momentum_
     chex.assert_trees_all_close(shown, momentum_run, rtol=1e-6)
 
 
+def test_sweep_monitor_rows_equal_fit_calls(momentum_run):
+    # Rows run as `fit` with the same settings (the momentum_run program, no new compilation).
+    kwargs = {k: v for k, v in MOMENTUM_KW.items() if k != "learning_rate"}
+    result = jaxloss.sweep(quadratic, jnp.zeros(3), Z, Z, learning_rates=[0.05, 0.1], **kwargs)
+    chex.assert_shape(result.monitor.sharpness, (2, 1, 4))
+    chex.assert_trees_all_close(result.run(1), momentum_run, rtol=1e-6)
+    alone = jaxloss.fit(quadratic, jnp.zeros(3), Z, Z, learning_rate=0.05, **kwargs)
+    chex.assert_trees_all_close(result.run(0), alone, rtol=1e-6)
+    back = round_trip(result)
+    chex.assert_trees_all_equal(back, jax.tree.map(np.asarray, result), strict=False)
+
+
 @pytest.fixture(scope="module")
 def diverged():
     # Momentum 0.9 at η = 1000 on the quadratic overflows float32 within a few dozen steps.
