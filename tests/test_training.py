@@ -211,7 +211,8 @@ def tree_objective(p, x, y):
 
 def tree_reference(params, x, y, optimizer, learning_rate, steps):
     """The optimizer on the float leaves only, by hand: the other leaves held in a closure; one
-    jitted step (one program holding all steps could skip the bfloat16 rounding in between)."""
+    jitted step (one program holding all steps could skip the bfloat16 rounding in between).
+    Returns the float leaves and the optimizer states after 0, 1, …, `steps` steps."""
     frozen = {k: params[k] for k in ("count", "mask", "act")}
     opt = optimizer(learning_rate)
 
@@ -221,11 +222,13 @@ def tree_reference(params, x, y, optimizer, learning_rate, steps):
         updates, state = opt.update(grads, state, floats)
         return optax.apply_updates(floats, updates), state
 
-    floats = floats_of(params)
-    state = opt.init(floats)
+    floats = [floats_of(params)]
+    states = [opt.init(floats[0])]
     for _ in range(steps):
-        floats, state = step(floats, state)
-    return floats, state
+        new, state = step(floats[-1], states[-1])
+        floats.append(new)
+        states.append(state)
+    return floats, states
 
 
 def floats_of(params):
@@ -249,13 +252,20 @@ def tree_init(key):
 def test_sgd_step_and_fit_train_only_float_leaves_of_any_pytree(tree_data):
     x, y = tree_data
     params = tree_params(jnp.tanh)
-    new, loss = jaxloss.sgd_step(tree_objective, params, x, y, 0.1)
-    assert loss == tree_objective(params, x, y)
-    expected = tree_reference(params, x, y, optax.sgd, 0.1, 1)[0]
-    chex.assert_trees_all_close(floats_of(new), expected, **F32)
-    assert new["scale"].dtype == jnp.bfloat16 and new["act"] is jnp.tanh
+
+    @jax.jit  # (compiled: op by op the step costs seconds of dispatch)
+    def step(floats):
+        new, loss = jaxloss.sgd_step(tree_objective, {**params, **floats}, x, y, 0.1)
+        assert new["act"] is jnp.tanh and new["count"] is params["count"]
+        assert new["scale"].dtype == jnp.bfloat16
+        return floats_of(new), loss, tree_objective({**params, **floats}, x, y)
+
+    new, loss, expected_loss = step(floats_of(params))
+    assert loss == expected_loss
+    (_, one, *_), _ = tree_reference(params, x, y, optax.sgd, 0.1, 3)
+    chex.assert_trees_all_close(new, one, **F32)
     result = jaxloss.fit(tree_objective, params, x, y, learning_rate=0.1, steps=3)
-    expected = tree_reference(params, x, y, optax.sgd, 0.1, 3)[0]
+    expected = tree_reference(params, x, y, optax.sgd, 0.1, 3)[0][-1]
     chex.assert_trees_all_close(floats_of(result.params), expected, **F32)
     # The leaves that do not train come back as they went in: the same objects.
     for k in ("count", "mask", "act"):
@@ -289,7 +299,7 @@ def test_adam_sweep_rows_equal_fit_calls_and_a_hand_loop_and_compile_once(tree_d
             )
             # (the params compared without the activation: chex compares arrays)
             chex.assert_trees_all_close(without_act(result.run(k, s)), without_act(alone), **F32)
-    expected, state = tree_reference(params, x, y, optax.adam, 0.1, 3)
+    (*_, expected), (*_, state) = tree_reference(params, x, y, optax.adam, 0.1, 3)
     run = result.run(1, 1)
     chex.assert_trees_all_close(floats_of(run.params), expected, **F32)
     assert int(run.params["count"]) == 7 and run.params["act"] is jnp.tanh
@@ -319,13 +329,17 @@ def test_monitor_of_adam_on_the_pytree(tree_data):
     params = tree_params(jnp.tanh)
     kwargs = dict(learning_rate=0.1, steps=2, optimizer=optax.adam, monitor_every=1)
     result = jaxloss.fit(tree_objective, params, x, y, **kwargs)
-    floats = floats_of(params)
-    g = jax.grad(lambda fl: tree_objective({**params, **fl}, x, y))(floats)
-    updates, _ = optax.adam(0.1).update(g, optax.adam(0.1).init(floats), floats)
-    g_u = sum(jnp.vdot(g[k], updates[k]) for k in floats)
+
+    @jax.jit
+    def reference(floats):  # g·u and ‖g‖² of the first step
+        g = jax.grad(lambda fl: tree_objective({**params, **fl}, x, y))(floats)
+        updates, _ = optax.adam(0.1).update(g, optax.adam(0.1).init(floats), floats)
+        g_g = sum(jnp.vdot(v, v).astype(jnp.float32) for v in g.values())
+        return sum(jnp.vdot(g[k], updates[k]) for k in floats), g_g
+
+    g_u, g_g = reference(floats_of(params))
     ratio = (result.losses[1] - result.losses[0]) / g_u
     chex.assert_trees_all_close(result.monitor.first_order_ratio[0], ratio, rtol=1e-3)
-    g_g = sum(jnp.vdot(v, v).astype(jnp.float32) for v in g.values())
     chex.assert_trees_all_close(result.monitor.grad_norm_sq[0], g_g, rtol=1e-2)  # bfloat16 sums
 
 
