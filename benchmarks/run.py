@@ -811,7 +811,7 @@ def run(args: argparse.Namespace) -> dict:
         for names, measure in TRAINING.items()
         if any(_selected(args.only, "training", name) for name in names)
     }
-    if training:
+    if training and not args.quick:  # --quick's compile times mean nothing: skip the warm-up
         _warm_eager_ops(problem)
     for names, measure in training.items():
         measured = measure(problem, args.repeats)

@@ -434,19 +434,7 @@ def taylor_check(
         >>> report.regime[0], report.regime[40], report.regime[-1]
         ('roundoff', 'first_order', 'increase')
 
-        Along Adam's first step instead (η scales d: η = 1 is the step Adam takes):
-
-        >>> params = init_fn(jax.random.key(0))
-        >>> adam = optax.adam(1e-2)
-        >>> step, _ = adam.update(jax.grad(f)(params, x, y), adam.init(params), params)
-        >>> along = jaxloss.taylor_check(f, params, x, y, direction=step)
-        >>> print(along.summary())
-        Taylor check of L(θ + ηd) − L(θ), float32, 64 learning rates, rtol 0.1
-          loss L(θ)                       1.18523
-          gᵀd                             -2.65...e-02 (descent)
-        ...
-          remainder slope                 2.00... (≈ 2: the gradient matches the loss)
-        ...
+        `direction=` checks along any step, e.g. an Adam update (see the README).
 
     Reference: the Taylor remainder convergence test of pyadjoint / dolfin-adjoint
     (`taylor_test`, Farrell et al., SIAM J. Sci. Comput. 35 (2013)); Nocedal & Wright,
