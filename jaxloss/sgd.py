@@ -1102,9 +1102,10 @@ def lr_range_test(
     `smoothed_t = a_t / (1 − β^{t+1})`, β = 0.98. The run stops at the first step whose smoothed
     loss exceeds 4× the smallest one so far (or whose loss is not finite): `losses` and
     `smoothed_losses` are NaN after it. (The rule is applied to the records; the compiled scan
-    itself runs every step, frozen only once the loss is not finite, as in `fit`.) `suggested` is the η_t with the most negative slope
-    `d smoothed / d log η` (NumPy's `np.gradient`, central differences) over the steps before the
-    stop: the steepest descent of the smoothed curve. The smoothing lags the raw loss by up to
+    itself runs every step, frozen only once the loss is not finite, as in `fit`.) `suggested`
+    is the η_t with the most negative slope `d smoothed / d log η` (NumPy's `np.gradient`,
+    central differences) over the steps before the stop: the steepest descent of the smoothed
+    curve. The smoothing lags the raw loss by up to
     ~1/(1−β) = 50 steps: give a few hundred steps over the range for a sharp suggestion.
 
     Args:
