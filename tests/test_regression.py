@@ -72,25 +72,26 @@ def test_reduced_matches_numpy(name, jit):
 
 @pytest.mark.x64
 def test_matches_optax():
-    chex.assert_trees_all_close(
-        jaxloss.squared_error(P64, T64), optax.squared_error(P64, T64), rtol=1e-12
-    )
-    for delta in (0.3, 1.0, 2.5):
-        chex.assert_trees_all_close(
-            jaxloss.huber_loss(P64, T64, delta=delta),
-            optax.huber_loss(P64, T64, delta=delta),
-            rtol=1e-12,
-        )
-        np.testing.assert_allclose(
-            jaxloss.huber_loss(P64, T64, delta=delta), np_huber(P64, T64, delta), rtol=1e-12
-        )
+    deltas = (0.3, 1.0, 2.5)
+
+    @jax.jit  # one program for every comparison (op by op each call compiles its primitives)
+    def both(p, t):
+        ours = [jaxloss.squared_error(p, t)] + [jaxloss.huber_loss(p, t, delta=d) for d in deltas]
+        theirs = [optax.squared_error(p, t)] + [optax.huber_loss(p, t, delta=d) for d in deltas]
+        return ours, theirs
+
+    ours, theirs = both(P64, T64)
+    chex.assert_trees_all_close(ours[0], theirs[0], rtol=1e-12)
+    for delta, huber, optax_huber in zip(deltas, ours[1:], theirs[1:]):
+        chex.assert_trees_all_close(huber, optax_huber, rtol=1e-12)
+        np.testing.assert_allclose(huber, np_huber(P64, T64, delta), rtol=1e-12)
 
 
 @pytest.mark.x64
 @pytest.mark.parametrize("name", ["mse", "mae", "rmse"])
 def test_vmap_gives_per_sample_values(name):
     fn = getattr(jaxloss, name)
-    per_sample = jax.vmap(fn)(P64, T64)
+    per_sample = jax.jit(jax.vmap(fn))(P64, T64)
     chex.assert_shape(per_sample, (4,))
     ones = np.ones(3, bool)
     expected = [REDUCED[name](p, t, ones) for p, t in zip(P64, T64)]
@@ -103,14 +104,17 @@ def test_gradients_elementwise(name):
     fn = getattr(jaxloss, name)
     # Keep |p - t| away from the kinks of abs and Huber, where finite differences disagree.
     p = P64 + 0.05 * np.sign(P64 - T64)
-    check_grads(lambda a, b: fn(a, b).sum(), (p, T64), order=2, modes=["rev"])
+    # jitted: the finite differences then reuse one compilation
+    check_grads(jax.jit(lambda a, b: fn(a, b).sum()), (p, T64), order=2, modes=["rev"])
 
 
 @pytest.mark.x64
 @pytest.mark.parametrize("name", ["mse", "mae", "rmse"])
 def test_gradients_reduced(name):
     fn = getattr(jaxloss, name)
-    check_grads(lambda a, b: fn(a, b, where=MASK), (P64, T64), order=1, modes=["fwd", "rev"])
+    check_grads(
+        jax.jit(lambda a, b: fn(a, b, where=MASK)), (P64, T64), order=1, modes=["fwd", "rev"]
+    )
 
 
 # Gradients of the summed elementwise losses and of the reduced ones w.r.t. the predictions,
@@ -157,9 +161,9 @@ def test_float32_value_and_gradient_against_float64_numpy(name, jit):
 def test_rmse_gradient_at_zero_error_is_zero():
     # d/dp sqrt(mean((p-t)^2)) is 0/0 at p == t; torch.sqrt(F.mse_loss) gives NaN there.
     x = np.arange(6.0).reshape(2, 3)
-    grad = jax.grad(jaxloss.rmse)(x, x)
+    value, grad = jax.jit(jax.value_and_grad(jaxloss.rmse))(x, x)
     chex.assert_trees_all_equal(grad, np.zeros_like(x))
-    assert float(jaxloss.rmse(x, x)) == 0.0
+    assert float(value) == 0.0
 
 
 @pytest.mark.parametrize("name", ["mse", "mae", "rmse"])
@@ -169,11 +173,15 @@ def test_all_masked_is_zero_with_zero_gradient(name):
     # An inf in a masked-out position must not leak into the value or the gradient.
     p = P64.copy()
     p[0, 0] = np.inf
-    assert float(fn(p, T64, where=nothing)) == 0.0
-    chex.assert_trees_all_equal(jax.grad(fn)(p, T64, where=nothing), np.zeros_like(p))
     partly = MASK & ~np.eye(4, 3, dtype=bool)
     partly[0, 0] = False
-    grad = jax.grad(fn)(p, T64, where=partly)
+    # one program for both masks (op by op every call compiles its primitives)
+    value_and_grad = jax.value_and_grad(fn)
+    (value, nothing_grad), (_, grad) = jax.jit(
+        lambda p, t: (value_and_grad(p, t, where=nothing), value_and_grad(p, t, where=partly))
+    )(p, T64)
+    assert float(value) == 0.0
+    chex.assert_trees_all_equal(nothing_grad, np.zeros_like(p))
     chex.assert_tree_all_finite(grad)
     assert grad[0, 0] == 0.0
 
@@ -183,9 +191,13 @@ def test_huber_is_continuous_at_delta():
     # Both pieces agree at |e| = delta: value delta^2 / 2 and slope delta (derived by hand).
     delta = 0.7
     e = np.array([delta - 1e-9, delta, delta + 1e-9])
-    vals = jaxloss.huber_loss(e, np.zeros(3), delta=delta)
+    vals, slopes = jax.jit(
+        lambda e: (
+            jaxloss.huber_loss(e, jnp.zeros(3), delta=delta),
+            jax.vmap(jax.grad(lambda p: jaxloss.huber_loss(p, 0.0, delta=delta)))(e),
+        )
+    )(e)
     np.testing.assert_allclose(vals, 0.5 * delta**2, atol=1e-8)
-    slopes = jax.vmap(jax.grad(lambda p: jaxloss.huber_loss(p, 0.0, delta=delta)))(e)
     np.testing.assert_allclose(slopes, delta, atol=1e-8)
 
 
@@ -194,9 +206,10 @@ def test_huber_is_continuous_at_delta():
 def test_half_precision_computed_in_float32(name, dtype):
     fn = getattr(jaxloss, name)
     p, t = jnp.asarray(P64, dtype), jnp.asarray(T64, dtype)
-    got = fn(p, t)
+    got, reference = jax.jit(
+        lambda p, t: (fn(p, t), fn(p.astype(jnp.float32), t.astype(jnp.float32)))
+    )(p, t)
     assert got.dtype == jnp.float32
-    reference = fn(p.astype(jnp.float32), t.astype(jnp.float32))
     chex.assert_trees_all_equal(got, reference)
 
 
@@ -208,12 +221,26 @@ def test_integer_targets_keep_prediction_dtype():
 def test_extremes_are_finite():
     p = np.array([1e4, -1e4, 0.0])
     t = np.array([-1e4, 1e4, 0.0])
-    for name in ["squared_error", "absolute_error", "huber_loss"]:
-        fn = getattr(jaxloss, name)
-        chex.assert_tree_all_finite(fn(p, t))
-        chex.assert_tree_all_finite(jax.grad(lambda a, fn=fn: fn(a, t).sum())(p))
-    for name in ["mse", "mae", "rmse"]:
-        chex.assert_tree_all_finite(jax.grad(getattr(jaxloss, name))(p, t))
+
+    @jax.jit  # one program for every loss (op by op each call compiles its primitives)
+    def values_and_grads(p, t):
+        out = {}
+        for name in ["squared_error", "absolute_error", "huber_loss"]:
+            fn = getattr(jaxloss, name)
+            out[name] = (fn(p, t), jax.grad(lambda a, fn=fn: fn(a, t).sum())(p))
+        for name in ["mse", "mae", "rmse"]:
+            out[name] = jax.grad(getattr(jaxloss, name))(p, t)
+        return out
+
+    for value in values_and_grads(p, t).values():
+        chex.assert_tree_all_finite(value)
+
+
+@jax.jit
+def _all_gradients(p, t):
+    """The gradients the property test checks, in one program: one compilation per shape."""
+    grads = [jax.grad(fn)(p, t) for fn in (jaxloss.mse, jaxloss.mae, jaxloss.rmse)]
+    return grads + [jax.grad(lambda a: jaxloss.huber_loss(a, t).sum())(p)]
 
 
 @hypothesis.settings(max_examples=25, deadline=None)
@@ -227,9 +254,8 @@ def test_property_finite_gradients(shape, log_scale, seed):
     rng = np.random.default_rng(seed)
     p = rng.normal(size=shape) * 10**log_scale
     t = rng.normal(size=shape) * 10**log_scale
-    for fn in (jaxloss.mse, jaxloss.mae, jaxloss.rmse):
-        chex.assert_tree_all_finite(jax.grad(fn)(p, t))
-    chex.assert_tree_all_finite(jax.grad(lambda a: jaxloss.huber_loss(a, t).sum())(p))
+    for grad in _all_gradients(p, t):
+        chex.assert_tree_all_finite(grad)
 
 
 def test_no_retrace_for_new_values():
@@ -294,10 +320,14 @@ def test_checked_passes_good_input_through():
 def test_absolute_error_gradient_zero_at_zero_error():
     # torch 2.13.0: torch.autograd.grad(F.l1_loss(x, x), x) is 0 (sign(0) = 0); jnp.abs gives 1.
     x = np.array([0.0, 1.0, -2.0])
-    grad = jax.grad(lambda p: jaxloss.absolute_error(p, x).sum())(x)
+    grad, mae_grad = jax.jit(
+        lambda x: (
+            jax.grad(lambda p: jaxloss.absolute_error(p, x).sum())(x),
+            jax.grad(jaxloss.mae)(x + jnp.array([0.0, 0.5, -0.5]), x),
+        )
+    )(x)
     chex.assert_trees_all_equal(grad, np.zeros(3))
-    grad = jax.grad(jaxloss.mae)(x + np.array([0.0, 0.5, -0.5]), x)
-    np.testing.assert_allclose(grad, np.array([0.0, 1.0, -1.0]) / 3)
+    np.testing.assert_allclose(mae_grad, np.array([0.0, 1.0, -1.0]) / 3)
 
 
 def test_checked_sees_through_an_already_compiled_jit():
@@ -358,7 +388,7 @@ def test_huber_traced_bad_delta_is_nan_and_checked_raises():
         ):
             jaxloss.checked(jitted)(p, t, delta=delta)
     # vmapped over delta: only the bad entry is NaN.
-    rows = jax.vmap(lambda d: jaxloss.huber_loss(p, t, delta=d))(jnp.array([1.0, -1.0]))
+    rows = jax.jit(jax.vmap(lambda d: jaxloss.huber_loss(p, t, delta=d)))(jnp.array([1.0, -1.0]))
     np.testing.assert_allclose(rows[0], np_huber(np.array([0.5, 3.0]), 0.0, 1.0), rtol=1e-6)
     assert np.all(np.isnan(rows[1]))
 
@@ -367,11 +397,16 @@ def test_huber_infinite_delta_is_half_squared_error():
     # The limit δ → inf of Huber is ½e² everywhere (torch.nn.functional.huber_loss with
     # delta=inf gives it too); before, inf · 0 made it NaN.
     e = np.array([-1e3, -0.5, 0.0, 3.0], np.float32)
-    np.testing.assert_allclose(jaxloss.huber_loss(e, np.zeros(4), delta=np.inf), 0.5 * e**2)
     # jitted: op by op the gradient compiles slowly
-    value, grad = jax.jit(
-        jax.value_and_grad(lambda a: jaxloss.huber_loss(a, jnp.zeros(4), delta=np.inf).sum())
+    elementwise, (value, grad) = jax.jit(
+        lambda e: (
+            jaxloss.huber_loss(e, jnp.zeros(4), delta=np.inf),
+            jax.value_and_grad(lambda a: jaxloss.huber_loss(a, jnp.zeros(4), delta=np.inf).sum())(
+                e
+            ),
+        )
     )(e)
+    np.testing.assert_allclose(elementwise, 0.5 * e**2)
     np.testing.assert_allclose(value, 0.5 * (e.astype(np.float64) ** 2).sum(), rtol=1e-6)
     np.testing.assert_allclose(grad, e, rtol=1e-6)  # d(½e²)/de = e
 
@@ -401,11 +436,20 @@ def test_huber_delta_gradient():
 def test_where_as_a_list_and_bad_where():
     # Before: a Python list mask failed inside jnp.sum with a raw JAX TypeError.
     p, t = np.array([1.0, 3.0], np.float32), np.zeros(2, np.float32)
+    # one program for the three losses; the list mask is closed over, so it stays a Python list
+    got = jax.jit(
+        lambda p, t: {name: getattr(jaxloss, name)(p, t, where=[True, False]) for name in REDUCED}
+    )(p, t)
     for name in REDUCED:
-        got = getattr(jaxloss, name)(p, t, where=[True, False])
-        np.testing.assert_allclose(got, REDUCED[name](p, t, np.array([True, False])), rtol=1e-6)
+        np.testing.assert_allclose(
+            got[name], REDUCED[name](p, t, np.array([True, False])), rtol=1e-6
+        )
     with pytest.raises(TypeError, match=r"^jaxloss.mae: `where` must be a real number or array"):
         jaxloss.mae(p, t, where="ab")
+
+
+# one compilation shared by the four magnitudes (op by op each compiled its primitives)
+_rmse_value_and_grad = jax.jit(jax.value_and_grad(jaxloss.rmse))
 
 
 @pytest.mark.parametrize("magnitude", [1e-30, 1e-20, 1e20, 1e30])
@@ -414,7 +458,7 @@ def test_rmse_tiny_and_huge_errors_in_float32(magnitude):
     # 1e-30 errors gave rmse 0 with gradient 0, 1e20 errors gave inf.
     e64 = magnitude * np.array([3.0, -4.0, 0.0])
     e32 = e64.astype(np.float32)
-    value, grad = jax.value_and_grad(jaxloss.rmse)(e32, np.zeros(3, np.float32))
+    value, grad = _rmse_value_and_grad(e32, np.zeros(3, np.float32))
     ref = np.sqrt(np.mean(e32.astype(np.float64) ** 2))  # float64 holds e² here
     np.testing.assert_allclose(value, ref, rtol=1e-6)
     np.testing.assert_allclose(grad, e32 / (3 * ref), rtol=1e-6)  # d rmse / de = e / (n rmse)

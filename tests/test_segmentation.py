@@ -246,24 +246,30 @@ def test_random_inputs_against_numpy(fn, kwargs):
 
 
 def test_dice_and_jaccard_are_tversky_and_labels_are_one_hot():
-    for smooth in (0.0, 1.0):
-        dice = jaxloss.dice_loss(LOGITS, LABELS, smooth=smooth, squared=True)
-        tv = jaxloss.tversky_loss(LOGITS, LABELS, alpha=0.5, beta=0.5, smooth=smooth, squared=True)
-        assert dice == tv
-        jac = jaxloss.jaccard_loss(LOGITS, SOFT, smooth=smooth, activation="sigmoid")
-        tv = jaxloss.tversky_loss(
-            LOGITS, SOFT, alpha=1.0, beta=1.0, smooth=smooth, activation="sigmoid"
-        )
-        assert jac == tv
-    chex.assert_trees_all_close(
-        jaxloss.dice_loss(LOGITS, LABELS), jaxloss.dice_loss(LOGITS, ONEHOT), rtol=1e-15
-    )
+    @jax.jit  # one program for every value (op by op each call compiles its primitives)
+    def values(x, labels, soft, onehot, mask):
+        pairs = []
+        for smooth in (0.0, 1.0):
+            dice = jaxloss.dice_loss(x, labels, smooth=smooth, squared=True)
+            tv = jaxloss.tversky_loss(x, labels, alpha=0.5, beta=0.5, smooth=smooth, squared=True)
+            pairs.append((dice, tv))
+            jac = jaxloss.jaccard_loss(x, soft, smooth=smooth, activation="sigmoid")
+            tv = jaxloss.tversky_loss(
+                x, soft, alpha=1.0, beta=1.0, smooth=smooth, activation="sigmoid"
+            )
+            pairs.append((jac, tv))
+        targets = (labels, onehot, mask)
+        return pairs, [jaxloss.dice_loss(x, y) for y in targets]
+
     # bool masks are one-hot targets too, and keep float32 predictions float32
-    chex.assert_trees_all_close(
-        jaxloss.dice_loss(LOGITS, ONEHOT.astype(bool)), jaxloss.dice_loss(LOGITS, ONEHOT)
+    pairs, (from_labels, from_onehot, from_mask) = values(
+        LOGITS.astype(np.float32), LABELS, SOFT, ONEHOT, ONEHOT.astype(bool)
     )
-    out = jax.jit(jaxloss.dice_loss)(LOGITS.astype(np.float32), ONEHOT.astype(bool))
-    assert out.dtype == jnp.float32
+    for loss, tv in pairs:
+        assert loss == tv
+    chex.assert_trees_all_close(from_labels, from_onehot, rtol=1e-15)
+    chex.assert_trees_all_close(from_mask, from_onehot)
+    assert from_mask.dtype == jnp.float32
 
 
 @pytest.mark.x64
@@ -283,7 +289,7 @@ def test_traced_hyperparameters_and_single_trace():
         chex.assert_trees_all_close(got, expected, rtol=1e-12)
     # vmapped over smooth: one loss per value
     smooths = jnp.array([0.0, 1e-5, 1.0])
-    got = jax.vmap(lambda s: jaxloss.dice_loss(LOGITS[1], LABELS[1], smooth=s))(smooths)
+    got = jax.jit(jax.vmap(lambda s: jaxloss.dice_loss(LOGITS[1], LABELS[1], smooth=s)))(smooths)
     expected = [np_tversky(LOGITS[1], LABELS[1], smooth=float(s)) for s in smooths]
     chex.assert_trees_all_close(got, np.array(expected), rtol=1e-12)
 
@@ -398,16 +404,18 @@ def test_float32_value_and_gradient_against_float64_numpy(fn, kwargs):
 @pytest.mark.x64
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
 def test_extreme_logits(activation):
-    f = jax.jit(functools.partial(jaxloss.dice_loss, activation=activation))
+    # value and gradient in one program: one compilation per kind of targets
+    f = jax.jit(jax.value_and_grad(functools.partial(jaxloss.dice_loss, activation=activation)))
     x = 1e4 * np.sign(LOGITS[0])
     for y in (LABELS[0], SOFT[0]):
-        chex.assert_trees_all_close(f(x, y), np_tversky(x, y, activation=activation), rtol=1e-12)
-        chex.assert_tree_all_finite(jax.grad(f)(x, y))
+        loss, grad = f(x, y)
+        chex.assert_trees_all_close(loss, np_tversky(x, y, activation=activation), rtol=1e-12)
+        chex.assert_tree_all_finite(grad)
     # infinite logits: sigmoid reaches 0/1, a softmax -inf is a class switched off
     x_inf = np.where(LOGITS[0] > 0, np.inf, -np.inf)
     if activation == "softmax":
         x_inf = np.where(np.arange(C) == 0, 0.0, -np.inf) * np.ones_like(x)
-    loss, grad = jax.value_and_grad(f)(x_inf, LABELS[0])
+    loss, grad = f(x_inf, LABELS[0])
     chex.assert_trees_all_close(loss, np_tversky(x_inf, LABELS[0], activation=activation))
     chex.assert_tree_all_finite((loss, grad))
 
@@ -415,27 +423,39 @@ def test_extreme_logits(activation):
 def test_probabilities_exactly_zero_and_one():
     f = functools.partial(jaxloss.jaccard_loss, from_logits=False, smooth=0.0)
     p = (LOGITS[0] > 0).astype(np.float64)
-    loss, grads = jax.value_and_grad(f, argnums=(0, 1))(p, ONEHOT[0])
+    # one program (op by op each call compiles its primitives)
+    (loss, grads), perfect = jax.jit(
+        lambda p, y: (jax.value_and_grad(f, argnums=(0, 1))(p, y), f(y, y))
+    )(p, ONEHOT[0])
     chex.assert_trees_all_close(
         loss, np_tversky(p, ONEHOT[0], from_logits=False, smooth=0.0, alpha=1.0, beta=1.0)
     )
     chex.assert_tree_all_finite((loss, grads))
     # a perfect prediction: loss exactly 0
-    assert f(ONEHOT[0], ONEHOT[0]) == 0.0
+    assert perfect == 0.0
 
 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 def test_half_precision_computed_in_float32(dtype):
     x = jnp.asarray(LOGITS, dtype)
     y = jnp.asarray(SOFT, dtype)
-    for fn, targets in ((jaxloss.dice_loss, LABELS), (jaxloss.tversky_loss, y)):
-        out = jax.jit(fn)(x, targets)
+    # 1e4 is representable in float16: saturated logits stay finite in value and gradient
+    x_big = jnp.asarray(1e4 * np.sign(LOGITS[0]), dtype)
+    cases = ((jaxloss.dice_loss, LABELS), (jaxloss.tversky_loss, y))
+    # one program for every value (each jit compiles for seconds at half precision)
+    outs, (loss, grad) = jax.jit(
+        lambda x, y, x_big: (
+            [
+                fn(x, targets)
+                for fn, targets in ((jaxloss.dice_loss, LABELS), (jaxloss.tversky_loss, y))
+            ],
+            jax.value_and_grad(jaxloss.dice_loss)(x_big, LABELS[0]),
+        )
+    )(x, y, x_big)
+    for out, (_, targets) in zip(outs, cases):
         assert out.dtype == jnp.float32
         expected = np_tversky(np.asarray(x, np.float64), np.asarray(targets))
         chex.assert_trees_all_close(out, expected, rtol=1e-6)
-    # 1e4 is representable in float16: saturated logits stay finite in value and gradient
-    x = jnp.asarray(1e4 * np.sign(LOGITS[0]), dtype)
-    loss, grad = jax.jit(jax.value_and_grad(jaxloss.dice_loss))(x, LABELS[0])
     assert loss.dtype == jnp.float32 and grad.dtype == dtype
     chex.assert_tree_all_finite((loss, grad))
 
@@ -600,8 +620,13 @@ def test_runtime_value_problems_give_nan_and_checked_raises():
             r"jaxloss.dice_loss: `smooth` must lie in \[0, inf\]",
         ),
     ]
+    # the unchecked results in one program (op by op or one jit each, every case compiled apart)
+    results = jax.jit(lambda all_args: [fn(*args) for (fn, _, _), args in zip(cases, all_args)])(
+        [args for _, args, _ in cases]
+    )
+    for result in results:
+        assert jnp.isnan(result).any()
     for fn, args, match in cases:
-        assert jnp.isnan(jax.jit(fn)(*args)).any()
         with pytest.raises(checkify.JaxRuntimeError, match=match):
             jaxloss.checked(fn)(*args)
     # valid inputs pass the checks
