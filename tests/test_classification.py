@@ -254,18 +254,18 @@ def test_where_matches_optax():
             "grad": jax.grad(lambda x: ours(x).sum())(x),
         }
 
-    out = run(X, mask)
+    out = jax.device_get(run(X, mask))  # NumPy: indexing a jax array compiles op by op
     chex.assert_trees_all_close(out["ours"], out["optax"], rtol=1e-14)
     # A fully masked position gives 0 with a zero gradient (optax: 0 too).
     mask[2] = False
-    out = run(X, mask)
+    out = jax.device_get(run(X, mask))
     np.testing.assert_array_equal(out["ours"][0][2], 0.0)
     chex.assert_trees_all_close(out["ours"], out["optax"], rtol=1e-14)
     chex.assert_tree_all_finite(out["grad"])
     np.testing.assert_array_equal(out["grad"][2], 0.0)
     np.testing.assert_array_equal(out["grad"][~mask], 0.0)
     # Garbage (NaN) in masked-out classes is never looked at.
-    garbage = run(np.where(mask, X, np.nan), mask)
+    garbage = jax.device_get(run(np.where(mask, X, np.nan), mask))
     chex.assert_trees_all_close((garbage["ours"], garbage["grad"]), (out["ours"], out["grad"]))
 
 
@@ -340,14 +340,20 @@ def test_matches_numpy_sample_batch_vmap(name):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
     # Jitted: the batch, one sample, the batch under vmap, and float32 in -> float32 out.
     f32 = lambda a: a.astype(np.float32) if a.dtype.kind == "f" else a  # noqa: E731
-    batch, sample, vmapped, got32 = jax.jit(
-        lambda x, y, x32, y32: (f(x, y), f(x[1], y[1]), jax.vmap(f)(x, y), f(x32, y32))
+    elementwise = name in ("bce", "sigmoid_focal")  # a scalar logit is a sample too
+    batch, sample, vmapped, got32, scalar = jax.jit(
+        lambda x, y, x32, y32: (
+            f(x, y),
+            f(x[1], y[1]),
+            jax.vmap(f)(x, y),
+            f(x32, y32),
+            f(x[1, 2], y[1, 2]) if elementwise else None,
+        )
     )(x, y, f32(x), f32(y))
     np.testing.assert_allclose(batch, want, rtol=1e-12, atol=1e-14)
     chex.assert_shape(sample, want.shape[1:])
     np.testing.assert_allclose(sample, want[1], rtol=1e-12)
-    if name in ("bce", "sigmoid_focal"):  # elementwise: a scalar logit is a sample too
-        scalar = jax.jit(f)(x[1, 2], y[1, 2])
+    if elementwise:
         chex.assert_shape(scalar, ())
         np.testing.assert_allclose(scalar, want[1, 2], rtol=1e-12)
     chex.assert_trees_all_close(vmapped, batch, rtol=1e-14)
@@ -482,7 +488,7 @@ def test_sigmoid_limits_at_infinity(dtype):
     y = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.5], dtype)
     want = np.array([0.0, 0.0, INF, INF, 0.0, 1e4, INF])
     exact = np.array([0, 1, 2, 3, 6])
-    out = _sigmoid_values_and_grads(x, y)
+    out = jax.device_get(_sigmoid_values_and_grads(x, y))  # NumPy: indexing compiles op by op
     for name in ("bce", "focal", "focal_g05"):
         loss, g = out[name]
         assert loss.dtype == dtype
@@ -573,7 +579,7 @@ def test_softmax_focal_saturated():
         }
 
     for gamma in (0.0, 0.3, 2.0):
-        out = run(np.float64(gamma))
+        out = jax.device_get(run(np.float64(gamma)))
         want = np_softmax_focal(x, onehot, gamma=gamma)  # float64; 1 - p is 9e-14 in row 0
         for name in ("int", "prob"):
             # (a loss of 1e-13 rounds to 0 in float32, as in optax and torch)
@@ -614,12 +620,14 @@ def test_half_precision_computed_in_float32():
             IFL(x, LAB, alpha=0.5),
         ]
 
-    run = jax.jit(losses)
+    inputs = {}
     for half in (jnp.float16, jnp.bfloat16):
-        x, y, p = (a.astype(half) for a in (X, Y, P))
-        got = run(x, y, p)
+        args = tuple(a.astype(half) for a in (X, Y, P))
         # The same numbers in float32, exactly.
-        want = run(*(np.asarray(a, np.float32) for a in (x, y, p)))
+        inputs[half.__name__] = (args, tuple(np.asarray(a, np.float32) for a in args))
+    # One program for both half types and their float32 twins.
+    run = jax.jit(lambda inputs: {k: (losses(*h), losses(*f)) for k, (h, f) in inputs.items()})
+    for got, want in run(inputs).values():
         for g in got:
             assert g.dtype == jnp.float32
         chex.assert_trees_all_close(got, want, rtol=1e-6)
@@ -643,13 +651,13 @@ def test_ignored_positions_give_zero_and_zero_gradient():
             )
         return out
 
-    for name, (loss, g, loss_kept) in run(x, lab).items():
+    for name, (loss, g, loss_kept) in jax.device_get(run(x, lab)).items():
         np.testing.assert_array_equal(loss[1:3], 0.0, err_msg=name)
         chex.assert_tree_all_finite(g)
         np.testing.assert_array_equal(g[1:3], 0.0, err_msg=name)
         np.testing.assert_allclose(loss[kept], loss_kept, rtol=1e-14)
     # All positions ignored: all 0, zero gradient.
-    for name, (loss, g, _) in run(X, np.full(6, -100)).items():
+    for name, (loss, g, _) in jax.device_get(run(X, np.full(6, -100))).items():
         np.testing.assert_array_equal(loss, 0.0, err_msg=name)
         np.testing.assert_array_equal(g, 0.0, err_msg=name)
 
@@ -658,13 +666,15 @@ def test_ignored_positions_give_zero_and_zero_gradient():
 def test_label_out_of_range_is_nan_where_optax_reads_the_last_class():
     lab = np.array([0, -1, 5, 2, 4, 1])
     ok = np.array([0, 3, 4, 5])
-    ce, focal, optax_ce = jax.jit(
-        lambda lab: (
-            ICE(X, lab),
-            IFL(X, lab),
-            optax.softmax_cross_entropy_with_integer_labels(X, lab),
-        )
-    )(lab)
+    ce, focal, optax_ce = jax.device_get(
+        jax.jit(
+            lambda lab: (
+                ICE(X, lab),
+                IFL(X, lab),
+                optax.softmax_cross_entropy_with_integer_labels(X, lab),
+            )
+        )(lab)
+    )
     for got in (ce, focal):
         assert np.isnan(got[1:3]).all() and np.isfinite(got[ok]).all()
     np.testing.assert_allclose(ce[ok], np_ce_int(X[ok], lab[ok]), rtol=1e-14)
@@ -881,7 +891,7 @@ def test_checked_integer_label_out_of_range():
     with pytest.raises(checkify.JaxRuntimeError, match=r"focal_loss_with_integer_labels: `labels`"):
         checked_jit(IFL, ignore_index=-100)(X, np.array([0, 1, -1, 3, 4, 0]))
     # ignore_index is not out of range.
-    got = checked_jit(ICE, ignore_index=-1)(X, np.array([0, 1, -1, 3, 4, 0]))
+    got = np.asarray(checked_jit(ICE, ignore_index=-1)(X, np.array([0, 1, -1, 3, 4, 0])))
     assert got[2] == 0.0
 
 
@@ -891,19 +901,22 @@ def test_checked_nan_logits():
     with pytest.raises(checkify.JaxRuntimeError, match=r"sigmoid_binary_cross_entropy: `logits`"):
         checked_jit(SIG)(x, Y)
     cases = [(SCE, P), (MFL, P), (ICE, LAB), (IFL, LAB)]
-    for (fn, labels), got in zip(cases, jax.jit(lambda x: [f(x, y) for f, y in cases])(x)):
+    got_all = jax.device_get(jax.jit(lambda x: [f(x, y) for f, y in cases])(x))
+    for (fn, labels), got in zip(cases, got_all):
         assert np.isnan(got[0]) and np.isfinite(got[1:]).all()
         with pytest.raises(checkify.JaxRuntimeError, match=r"`logits` contains NaN or \+inf"):
             checked_jit(fn)(x, labels)
 
 
 def test_traced_hyperparameters_out_of_range_give_nan():
-    focal, ce = jax.jit(
-        lambda gammas, weights: (
-            jax.vmap(lambda g: SFL(X, Y, gamma=g))(gammas),
-            jax.vmap(lambda w: SCE(X, P, class_weights=w))(weights),
-        )
-    )(np.array([-1.0, 0.0, 2.0]), np.stack([W, -W]))
+    focal, ce = jax.device_get(
+        jax.jit(
+            lambda gammas, weights: (
+                jax.vmap(lambda g: SFL(X, Y, gamma=g))(gammas),
+                jax.vmap(lambda w: SCE(X, P, class_weights=w))(weights),
+            )
+        )(np.array([-1.0, 0.0, 2.0]), np.stack([W, -W]))
+    )
     assert np.isnan(focal[0]).all() and np.isfinite(focal[1:]).all()
     assert np.isfinite(ce[0]).all() and np.isnan(ce[1]).all()
     with pytest.raises(checkify.JaxRuntimeError, match=r"`gamma` must lie in \[0, inf\]"):
@@ -929,17 +942,19 @@ def test_zero_weight_does_not_hide_nan():
     w0 = np.array([0.0, 1.0, 0.0], np.float32)  # zero for both rows' labels
     onehot = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
     lab = np.array([0, 2])
-    out = jax.jit(
-        lambda x: {
-            "bce": SIG(x[0, :1], np.ones(1, np.float32), pos_weight=0.0),
-            "bce_vec": SIG(x[0], np.ones(3, np.float32), pos_weight=w0),
-            "sce": SCE(x, onehot, class_weights=w0),
-            "ice": ICE(x, lab, class_weights=w0),
-            "ice_smooth": ICE(x, lab, class_weights=w0, label_smoothing=0.1),
-            "mfl": MFL(x, onehot, alpha=w0),
-            "ifl": IFL(x, lab, alpha=w0),
-        }
-    )(x)
+    out = jax.device_get(
+        jax.jit(
+            lambda x: {
+                "bce": SIG(x[0, :1], np.ones(1, np.float32), pos_weight=0.0),
+                "bce_vec": SIG(x[0], np.ones(3, np.float32), pos_weight=w0),
+                "sce": SCE(x, onehot, class_weights=w0),
+                "ice": ICE(x, lab, class_weights=w0),
+                "ice_smooth": ICE(x, lab, class_weights=w0, label_smoothing=0.1),
+                "mfl": MFL(x, onehot, alpha=w0),
+                "ifl": IFL(x, lab, alpha=w0),
+            }
+        )(x)
+    )
     assert np.isnan(out["bce"]).all() and np.isnan(out["bce_vec"][0])
     for name in ("sce", "ice", "ice_smooth", "mfl", "ifl"):
         assert np.isnan(out[name][0]), name
@@ -955,20 +970,25 @@ def test_sigmoid_focal_zero_alpha_takes_no_part_of_an_infinite_term():
     # by hand, d/dx there is alpha_t * (d bce/dx) = 1 * sigmoid(+inf) = 1 for the y = 0 term.
     x = jnp.array([-INF, INF, INF])
     y = jnp.array([1.0, 0.0, 1.0])
-    np.testing.assert_array_equal(SFL(x, y, alpha=0.0), [0.0, INF, 0.0])
-    np.testing.assert_array_equal(
-        jax.jit(jax.grad(lambda x: SFL(x, y, alpha=0.0).sum()))(x), [0, 1, 0]
-    )
-    assert np.isnan(SFL(jnp.array([np.nan]), jnp.ones(1), alpha=0.0)[0])  # NaN in, NaN out
+    loss, grad, nan = jax.jit(
+        lambda x: (
+            SFL(x, y, alpha=0.0),
+            jax.grad(lambda x: SFL(x, y, alpha=0.0).sum())(x),
+            SFL(jnp.array([np.nan]), jnp.ones(1), alpha=0.0),
+        )
+    )(x)
+    np.testing.assert_array_equal(loss, [0.0, INF, 0.0])
+    np.testing.assert_array_equal(grad, [0, 1, 0])
+    assert np.isnan(nan[0])  # NaN in, NaN out
 
 
 def test_checked_names_the_likelihood_the_user_called():
     x = X.copy()
     x[0, 0] = np.nan
     with pytest.raises(checkify.JaxRuntimeError, match=r"jaxloss\.bernoulli_nll: `logits`"):
-        jaxloss.checked(jaxloss.bernoulli_nll)(x, np.round(Y))
+        checked_jit(jaxloss.bernoulli_nll)(x, np.round(Y))
     with pytest.raises(checkify.JaxRuntimeError, match=r"jaxloss\.categorical_nll: `labels` has"):
-        jaxloss.checked(jaxloss.categorical_nll)(X, np.array([0, 1, 2, 3, 4, 5]))
+        checked_jit(jaxloss.categorical_nll)(X, np.array([0, 1, 2, 3, 4, 5]))
 
 
 # ------------------------------------------------------------------ hand-written derivatives

@@ -5,6 +5,8 @@ On large arrays the number of N x C buffers decides the time (a fresh buffer cos
 about as much as the arithmetic), so a regression here is a regression in speed.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -47,39 +49,41 @@ CASES = {  # name: (jaxloss, optax), both f(logits, labels); labels kind
 }
 
 
-def temporaries(f, x, labels):
-    """Bytes of temporary buffers of jit(value_and_grad(sum of f)) w.r.t. the logits."""
+X = jax.ShapeDtypeStruct((N, C), jnp.float32)  # compiled only, never run
+LABELS = {"int": jax.ShapeDtypeStruct((N,), jnp.int32), "prob": X}
+
+
+@functools.cache  # a loss compiled once for all the tests that ask (each compile takes ~1 s)
+def temporaries(f, kind):
+    """Bytes of temporary buffers of jit(value_and_grad(sum of f)) w.r.t. the logits, for
+    (N, C) logits and `kind` labels."""
     g = jax.jit(jax.value_and_grad(lambda x, y: f(x, y).sum()))
-    return g.lower(x, labels).compile().memory_analysis().temp_size_in_bytes
+    return g.lower(X, LABELS[kind]).compile().memory_analysis().temp_size_in_bytes
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_temporaries_at_most_optax(name):
     ours, theirs, kind = CASES[name]
-    x = jax.ShapeDtypeStruct((N, C), jnp.float32)  # compiled only, never run
-    labels = (
-        jax.ShapeDtypeStruct((N,), jnp.int32)
-        if kind == "int"
-        else jax.ShapeDtypeStruct((N, C), jnp.float32)
-    )
-    mine, optax_bytes = temporaries(ours, x, labels), temporaries(theirs, x, labels)
+    mine, optax_bytes = temporaries(ours, kind), temporaries(theirs, kind)
     # N-sized vectors (a few KiB) are noise; an extra N x C buffer is 4 MiB.
     assert mine <= optax_bytes + 64 * 1024, (name, mine / 2**20, optax_bytes / 2**20)
 
 
 def test_integer_cross_entropy_has_no_n_by_c_temporary():
-    x = jax.ShapeDtypeStruct((N, C), jnp.float32)
-    lab = jax.ShapeDtypeStruct((N,), jnp.int32)
-    for kwargs in ({}, {"label_smoothing": 0.1}, {"ignore_index": -1}):
-        f = lambda x, y, kw=kwargs: jaxloss.softmax_cross_entropy_with_integer_labels(x, y, **kw)  # noqa: E731
+    variants = {  # the first two are CASES' functions, so their compilations are shared
+        "plain": CASES["softmax_ce_integer"][0],
+        "label_smoothing=0.1": CASES["softmax_ce_integer_smoothed"][0],
+        "ignore_index=-1": lambda x, y: jaxloss.softmax_cross_entropy_with_integer_labels(
+            x, y, ignore_index=-1
+        ),
+    }
+    for name, f in variants.items():
         # Below a quarter of one N x C buffer: only N-sized vectors.
-        assert temporaries(f, x, lab) < N * C, kwargs
+        assert temporaries(f, "int") < N * C, name
 
 
 @pytest.mark.parametrize("name", ["sigmoid_bce", "sigmoid_focal"])
 def test_sigmoid_losses_store_at_most_their_value(name):
     """The elementwise value (what the user's sum reads) is the only N x C temporary: a term
     added or multiplied outside the loss's core would be a second one (optax has three)."""
-    ours = CASES[name][0]
-    x = jax.ShapeDtypeStruct((N, C), jnp.float32)
-    assert temporaries(ours, x, x) <= N * C * 4 + 64 * 1024, name
+    assert temporaries(CASES[name][0], "prob") <= N * C * 4 + 64 * 1024, name
