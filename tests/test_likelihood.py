@@ -91,16 +91,25 @@ def test_gaussian_log_std_equals_std_and_gives_the_mle():
     mean, targets = _normal(2, (50,)), _normal(3, (50,), 2.0)
     log_std = _normal(4, (50,), 0.5)
     f = jax.jit(lambda m, y, ls: likelihood.gaussian_nll(m, y, log_std=ls))
-    g = jax.jit(lambda m, y, s: likelihood.gaussian_nll(m, y, std=s))
-    np.testing.assert_allclose(
-        f(mean, targets, log_std), g(mean, targets, jnp.exp(log_std)), rtol=1e-13
-    )
+    # both parametrisations in one program (one compilation)
+    from_log_std, from_std = jax.jit(
+        lambda m, y, ls: (
+            likelihood.gaussian_nll(m, y, log_std=ls),
+            likelihood.gaussian_nll(m, y, std=jnp.exp(ls)),
+        )
+    )(mean, targets, log_std)
+    np.testing.assert_allclose(from_log_std, from_std, rtol=1e-13)
     # A learnable scalar log σ: Σ NLL is stationary at σ² = mean squared residual (the MLE), and
     # its second derivative there is Σ 2 r² e^{−2 log σ} = 2N.
-    mle = 0.5 * jnp.log(jnp.mean((mean - targets) ** 2))
-    total = jax.jit(lambda ls: f(mean, targets, ls).sum())
-    np.testing.assert_allclose(jax.grad(total)(mle), 0.0, atol=1e-12)
-    np.testing.assert_allclose(jax.hessian(total)(mle), 2 * 50, rtol=1e-12)
+    mle = 0.5 * np.log(np.mean((np.asarray(mean) - np.asarray(targets)) ** 2))
+
+    def total(ls):
+        return f(mean, targets, ls).sum()
+
+    # gradient and Hessian in one program (apart, each compiled its own derivative programs)
+    grad, hessian = jax.jit(lambda ls: (jax.grad(total)(ls), jax.hessian(total)(ls)))(mle)
+    np.testing.assert_allclose(grad, 0.0, atol=1e-12)
+    np.testing.assert_allclose(hessian, 2 * 50, rtol=1e-12)
     check_grads(lambda m, ls: f(m, targets[:5], ls), (mean[:5], log_std[:5]), order=1)
 
 
@@ -108,27 +117,37 @@ def test_gaussian_nll_grads_vmap_and_dtypes():
     mean, targets, std = _normal(5, (6,)), _normal(6, (6,)), jnp.exp(_normal(7, (6,), 0.3))
     f = jax.jit(lambda m, y, s: likelihood.gaussian_nll(m, y, std=s))
     check_grads(lambda m, s: f(m, targets, s), (mean, std), order=1)
-    batch = jax.vmap(f)(mean.reshape(2, 3), targets.reshape(2, 3), std.reshape(2, 3))
+    dtypes = (jnp.float32, jnp.float16, jnp.bfloat16)
+
+    @jax.jit  # the batch and the three dtypes in one program (one compilation, not four)
+    def batch_and_casts(m, y, s):
+        batch = jax.vmap(f)(m.reshape(2, 3), y.reshape(2, 3), s.reshape(2, 3))
+        return batch, [f(m.astype(d), y.astype(d), s.astype(d)) for d in dtypes]
+
+    batch, outs = batch_and_casts(mean, targets, std)
     np.testing.assert_allclose(batch.ravel(), f(mean, targets, std), rtol=1e-15)
-    for dtype in (jnp.float32, jnp.float16, jnp.bfloat16):
-        out = f(mean.astype(dtype), targets.astype(dtype), std.astype(dtype))
+    for out in outs:
         assert out.dtype == jnp.float32
         np.testing.assert_allclose(out, f(mean, targets, std), rtol=3e-2, atol=3e-2)
 
 
 def test_nonpositive_scale_gives_nan_and_checked_raises():
     mean, targets = jnp.zeros(3), jnp.ones(3)
-    f = jax.jit(lambda s: likelihood.gaussian_nll(mean, targets, std=s))
-    out = f(jnp.array([1.0, 0.0, -1.0]))
+
+    def f(s):
+        return likelihood.gaussian_nll(mean, targets, std=s)
+
+    @jax.jit  # one program for the three results (one compilation, not three)
+    def results(s, s_laplace):
+        lap = likelihood.laplace_nll(mean, targets, scale=s_laplace)
+        return f(s), jax.grad(lambda s: f(s)[0])(s), lap
+
+    out, g, lap = results(jnp.array([1.0, 0.0, -1.0]), jnp.array([2.0, 0.0, 1]))
     assert np.isfinite(out[0]) and np.isnan(out[1]) and np.isnan(out[2])
-    g = jax.grad(lambda s: f(s)[0])(jnp.array([1.0, 0.0, -1.0]))
     assert np.all(np.isfinite(g))  # the discarded branch does not poison the gradient
-    lap = jax.jit(lambda s: likelihood.laplace_nll(mean, targets, scale=s))(
-        jnp.array([2.0, 0.0, 1])
-    )
     assert np.isfinite(lap[0]) and np.isnan(lap[1])
     with pytest.raises(checkify.JaxRuntimeError, match="`std` must be > 0"):
-        # A fresh jit (f's cached trace has no checks): std is traced, so the run-time check fires.
+        # A fresh jit (a cached trace has no checks): std is traced, so the run-time check fires.
         checked = jaxloss.checked(jax.jit(lambda s: likelihood.gaussian_nll(mean, targets, std=s)))
         checked(jnp.array([1.0, 0.0, 1.0]))
 
