@@ -166,9 +166,14 @@ def test_float32_against_numpy_float64():
     x = _normal(6, (7, 3))
     g_out = _normal(7, (7, 2))
     assert x.dtype == jnp.float32
-    out, cache = backprop.mlp_forward_with_cache(params, x)
-    np.testing.assert_allclose(out, _batched(apply_fn)(params, x), rtol=1e-6)
-    grads = backprop.mlp_backward(params, cache, g_out)
+
+    @jax.jit  # one program: op by op every primitive compiles separately
+    def forward_model_backward(params, x, g_out):
+        out, cache = backprop.mlp_forward_with_cache(params, x)
+        return out, _batched(apply_fn)(params, x), backprop.mlp_backward(params, cache, g_out)
+
+    out, model_out, grads = forward_model_backward(params, x, g_out)
+    np.testing.assert_allclose(out, model_out, rtol=1e-6)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
     chex.assert_trees_all_close(grads, numpy_mlp_grads(params, x, g_out), rtol=1e-5, atol=1e-6)
     # gradient_cost in float32: every method against the same reference (Σ out·g_out).
@@ -225,13 +230,14 @@ def test_gradient_cost_gradients_and_structure():
         "max_abs_diff",
     }
     assert result["num_params"] == 2 * 5 + 5 + 5 * 1 + 1
-    np.testing.assert_allclose(result["value"], f(params, x, y), rtol=1e-14)
+    # The references in one jitted program (op by op every primitive compiles separately).
+    value, expected = jax.jit(jax.value_and_grad(f))(params, x, y)
+    np.testing.assert_allclose(result["value"], value, rtol=1e-14)
     methods = {"reverse", "forward", "finite_difference"}
     assert set(result["seconds"]) == set(result["first_call_seconds"]) == methods | {"objective"}
     assert all(t > 0 for t in result["seconds"].values())
     assert set(result["gradients"]) == methods
     assert set(result["max_abs_diff"]) == {"forward", "finite_difference"}
-    expected = jax.grad(f)(params, x, y)
     chex.assert_trees_all_close(result["gradients"]["reverse"], expected, rtol=1e-14)
     chex.assert_trees_all_close(result["gradients"]["forward"], expected, rtol=1e-12, atol=1e-14)
     # Central differences in float64 with h = eps^(1/3): error O(h²) ≈ 1e-10 here.

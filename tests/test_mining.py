@@ -334,10 +334,16 @@ def test_mined_cross_entropy_grads_dtypes_and_nan():
     # A NaN logit at the easiest negative, which mining does not select, still gives NaN.
     ce = np_cross_entropy(lg, lb)
     easiest = int(np.argmin(np.where(np.asarray(lb) == 0, ce, np.inf)))
-    assert not mining.hard_negative_mask(ce, np.asarray(lb) > 0)[easiest]
-    assert np.isnan(jitted(lg.at[easiest, 0].set(jnp.nan), lb)[0])
+    # jitted: this mask is incidental here (op by op it compiles every primitive)
+    assert not jax.jit(mining.hard_negative_mask)(ce, np.asarray(lb) > 0)[easiest]
+    # The bad inputs are built in NumPy: op by op, `.at[].set` compiles a scatter per call.
+    nan_logit = np.array(lg)
+    nan_logit[easiest, 0] = np.nan
+    assert np.isnan(jitted(jnp.asarray(nan_logit), lb)[0])
     # A label out of range gives NaN, and checked() raises.
-    bad = lb.at[0].set(7)
+    bad = np.array(lb)
+    bad[0] = 7
+    bad = jnp.asarray(bad)
     assert np.isnan(jitted(lg, bad)[0])
     with pytest.raises(checkify.JaxRuntimeError):
         jaxloss.checked(jax.jit(lambda x, y: mining.mined_cross_entropy(x, y)))(lg, bad)
@@ -591,18 +597,23 @@ def test_mined_cross_entropy_bad_values_give_nan_and_checked_names_it():
     mined_cross_entropy (not the cross entropy or the mask it calls)."""
     logits, labels = _anchor_problem(6, n=1, a=8, c=3, rate=0.3)
     lg, lb = logits[0], labels[0]
+    bad_lb, nan_lg = np.array(lb), np.array(lg)  # NumPy: no eager scatter to compile
+    bad_lb[0], nan_lg[0, 0] = 3, np.nan
     jitted = jax.jit(mining.mined_cross_entropy)
     cases = [
         ((lg, lb), {"neg_pos_ratio": -1.0}, r"`neg_pos_ratio` must lie in \[0, inf\]"),
         ((lg, lb), {"min_negatives": -1}, r"`min_negatives` must be a non-negative integer"),
         ((lg, lb), {"label_smoothing": 1.5}, r"`label_smoothing` must lie in \[0, 1\]"),
-        ((lg, lb.at[0].set(3)), {}, r"`labels` has values outside \[0, 3\)"),
-        ((lg.at[0, 0].set(jnp.nan), lb), {}, r"`logits` contains NaN or \+inf"),
+        ((lg, jnp.asarray(bad_lb)), {}, r"`labels` has values outside \[0, 3\)"),
+        ((jnp.asarray(nan_lg), lb), {}, r"`logits` contains NaN or \+inf"),
     ]
-    for args, kwargs, match in cases:
+    # Every unchecked call first: checked() clears jitted's cache, so interleaving them would
+    # recompile the unchecked function for every case.
+    for args, kwargs, _ in cases:
         loss_sum, count = jitted(*args, **kwargs)
         assert np.isnan(loss_sum)
         assert count == np.sum(np.asarray(args[1]) != 0)  # the count stays the count
+    for args, kwargs, match in cases:
         with pytest.raises(
             checkify.JaxRuntimeError, match=rf"^jaxloss.mined_cross_entropy: {match}"
         ):
@@ -610,7 +621,10 @@ def test_mined_cross_entropy_bad_values_give_nan_and_checked_names_it():
 
 
 def test_mined_cross_entropy_without_anchors_is_an_empty_sum():
-    loss_sum, count = mining.mined_cross_entropy(jnp.zeros((0, 3)), jnp.zeros(0, jnp.int32))
+    # jitted: op by op the cross entropy compiles every primitive (shapes stay static)
+    loss_sum, count = jax.jit(mining.mined_cross_entropy)(
+        jnp.zeros((0, 3)), jnp.zeros(0, jnp.int32)
+    )
     assert float(loss_sum) == 0.0 and float(count) == 0.0
 
 

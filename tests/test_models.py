@@ -11,22 +11,38 @@ import jaxloss
 
 def test_mlp_apply_works_on_a_batch_and_a_sample():
     init_fn, apply_fn = jaxloss.mlp([3, 5, 2])
-    params = init_fn(jax.random.key(0))
     x = np.random.default_rng(1).normal(size=(4, 3)).astype(np.float32)
-    chex.assert_trees_all_close(apply_fn(params, x), jax.vmap(apply_fn, (None, 0))(params, x))
+
+    @jax.jit  # one program: op by op every primitive compiles separately
+    def run(key):
+        params = init_fn(key)
+        return (
+            params,
+            apply_fn(params, x),
+            jax.vmap(apply_fn, (None, 0))(params, x),
+            apply_fn(params, x[0]),
+        )
+
+    params, batch, mapped, sample = run(jax.random.key(0))
+    chex.assert_trees_all_close(batch, mapped)
     w0, b0, w1, b1 = (np.asarray(params[i][k], np.float64) for i in (0, 1) for k in ("w", "b"))
     # float32 model against the float64 NumPy forward pass, at float32 tolerance.
-    np.testing.assert_allclose(apply_fn(params, x[0]), np.tanh(x[0] @ w0 + b0) @ w1 + b1, rtol=1e-5)
+    np.testing.assert_allclose(sample, np.tanh(x[0] @ w0 + b0) @ w1 + b1, rtol=1e-5)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
 
 
 def test_mlp_gradient_against_numpy_float64():
     # d/dparams of Σ apply_fn(params, x)·v for one tanh hidden layer, the chain rule in NumPy.
     init_fn, apply_fn = jaxloss.mlp([3, 4, 2])
-    params = init_fn(0)  # an int seed is a key
     x = np.random.default_rng(2).normal(size=(5, 3)).astype(np.float32)
     v = np.array([0.5, -2.0], np.float32)
-    grads = jax.grad(lambda p: jnp.sum(apply_fn(p, x) @ v))(params)
+
+    @jax.jit  # one program: op by op every primitive compiles separately
+    def run():
+        params = init_fn(0)  # an int seed is a key (a concrete 0, closed over)
+        return params, jax.grad(lambda p: jnp.sum(apply_fn(p, x) @ v))(params)
+
+    params, grads = run()
     w0, b0, w1, _ = (np.asarray(params[i][k], np.float64) for i in (0, 1) for k in ("w", "b"))
     h = np.tanh(x @ w0 + b0)
     delta = np.broadcast_to(v, (5, 2))
@@ -37,10 +53,11 @@ def test_mlp_gradient_against_numpy_float64():
 
 def test_linear_is_an_affine_map():
     init_fn, apply_fn = jaxloss.linear(np.int64(3), 2)
-    params = init_fn(jax.random.key(1))
     x = np.arange(6.0, dtype=np.float32).reshape(2, 3)
+    # One jitted program: op by op every primitive compiles separately.
+    params, out = jax.jit(lambda k: (p := init_fn(k), apply_fn(p, x)))(jax.random.key(1))
     w, b = (np.asarray(params[0][k], np.float64) for k in ("w", "b"))
-    np.testing.assert_allclose(apply_fn(params, x), x @ w + b, rtol=1e-6)
+    np.testing.assert_allclose(out, x @ w + b, rtol=1e-6)
 
 
 def test_mlp_rejects_bad_sizes():
@@ -75,7 +92,7 @@ def test_models_reject_integer_dtypes_and_bad_keys():
 
 def test_apply_fn_checks_the_input_width():
     init_fn, apply_fn = jaxloss.mlp([2, 4, 3])
-    params = init_fn(0)
+    params = jax.jit(lambda: init_fn(0))()  # jitted: op by op init compiles every primitive
     for x in (jnp.ones(3), jnp.ones((5, 3)), jnp.float32(1.0)):
         with pytest.raises(ValueError, match=r"jaxloss.mlp: apply_fn's `x` must have shape"):
             apply_fn(params, x)
