@@ -143,11 +143,14 @@ def test_jit_vmap_and_float32():
     batch = grads_fn(params, x, g_out)
     grads_fn(params, x + 1.0, g_out)
     assert len(traces) == 1  # new values, same shapes: no retrace
-    # The batch gradient is the sum of the per-sample gradients.
+    # The batch gradient is the sum of the per-sample gradients (summed and cast in NumPy: op by
+    # op each would compile).
     per_sample = jax.vmap(grads_fn, (None, 0, 0))(params, x, g_out)
-    chex.assert_trees_all_close(batch, jax.tree.map(lambda g: g.sum(0), per_sample), rtol=1e-13)
-    params32 = jax.tree.map(lambda p: p.astype(jnp.float32), params)
-    g32 = grads_fn(params32, x.astype(jnp.float32), g_out.astype(jnp.float32))
+    chex.assert_trees_all_close(
+        batch, jax.tree.map(lambda g: np.asarray(g).sum(0), per_sample), rtol=1e-13
+    )
+    params32 = jax.tree.map(lambda p: np.asarray(p, np.float32), params)
+    g32 = grads_fn(params32, np.asarray(x, np.float32), np.asarray(g_out, np.float32))
     chex.assert_trees_all_close(g32, batch, rtol=1e-5, atol=1e-6)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(g32))
 

@@ -129,16 +129,17 @@ def test_pytree_inputs_and_targets_and_float32():
 
 def test_float32_stays_float32_and_vmaps_over_params(problem):
     apply_fn, params, x, y = problem
-    params32 = jax.tree.map(lambda a: a.astype(jnp.float32), params)
-    x32 = x.astype(jnp.float32)
+    # The casts, stacks and doublings in NumPy (exact): op by op each would compile.
+    params32 = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
+    x32 = np.asarray(x, np.float32)
     f = jax.jit(jaxloss.objective(apply_fn, ce))
     assert f(params32, x32, y).dtype == jnp.float32
     # Stacking two parameter sets and vmapping the objective over them (as `sweep` does).
-    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), params)
+    stacked = jax.tree.map(lambda a: np.stack([a, 2 * np.asarray(a)]), params)
     both = jax.jit(jax.vmap(f, in_axes=(0, None, None)))(stacked, x, y)
     chex.assert_shape(both, (2,))
-    doubled = jax.tree.map(lambda a: 2 * a, params)
-    chex.assert_trees_all_close(both, jnp.stack([f(params, x, y), f(doubled, x, y)]), rtol=1e-12)
+    doubled = jax.tree.map(lambda a: 2 * np.asarray(a), params)
+    chex.assert_trees_all_close(both, np.stack([f(params, x, y), f(doubled, x, y)]), rtol=1e-12)
 
 
 def test_non_scalar_loss_names_shape_and_fix(problem):
