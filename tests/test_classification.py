@@ -362,22 +362,34 @@ def test_matches_numpy_sample_batch_vmap(name):
 
 
 def test_gamma_zero_is_cross_entropy():
-    # Un-jitted. The focal losses share the cross entropy's maths, not its code: equal up to
-    # float32 rounding (the sigmoid pair exactly, limits included).
-    np.testing.assert_array_equal(SFL(X, Y, gamma=0.0), SIG(X, Y))
+    # The focal losses share the cross entropy's maths, not its code: equal up to float32
+    # rounding (the sigmoid pair exactly, limits included). One jitted program (the eager path of
+    # every loss is covered by test_matches_numpy_sample_batch_vmap); the inputs are closed over,
+    # so they stay concrete.
     x = X.copy()
     x[0, 2], x[1, 0], x[2, 0] = -INF, INF, -INF  # the limits agree too
-    np.testing.assert_array_equal(SFL(x, Y, gamma=0.0), SIG(x, Y))
-    close = functools.partial(np.testing.assert_allclose, rtol=1e-6)
-    close(MFL(X, P, gamma=0.0), SCE(X, P))
-    close(MFL(X, P, gamma=0.0, alpha=W), SCE(X, P, class_weights=W))
     lab = LAB.copy()
     lab[2] = -1
-    close(IFL(X, lab, gamma=0.0, ignore_index=-1), ICE(X, lab, ignore_index=-1))
-    close(
-        IFL(X, lab, gamma=0.0, alpha=W, ignore_index=-1),
-        ICE(X, lab, class_weights=W, ignore_index=-1),
-    )
+
+    @jax.jit
+    def pairs():
+        return [
+            (SFL(X, Y, gamma=0.0), SIG(X, Y)),
+            (SFL(x, Y, gamma=0.0), SIG(x, Y)),
+            (MFL(X, P, gamma=0.0), SCE(X, P)),
+            (MFL(X, P, gamma=0.0, alpha=W), SCE(X, P, class_weights=W)),
+            (IFL(X, lab, gamma=0.0, ignore_index=-1), ICE(X, lab, ignore_index=-1)),
+            (
+                IFL(X, lab, gamma=0.0, alpha=W, ignore_index=-1),
+                ICE(X, lab, class_weights=W, ignore_index=-1),
+            ),
+        ]
+
+    (exact, exact_limits, *close_pairs) = jax.device_get(pairs())
+    np.testing.assert_array_equal(*exact)
+    np.testing.assert_array_equal(*exact_limits)
+    for focal, cross_entropy in close_pairs:
+        np.testing.assert_allclose(focal, cross_entropy, rtol=1e-6)
 
 
 @pytest.mark.x64
