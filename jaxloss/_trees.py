@@ -69,10 +69,20 @@ def partition(fn: str, name: str, tree: Any) -> tuple[tuple[jax.Array, ...], tup
             f"leaf (the parameters to train; other leaves pass through unchanged); got leaves "
             f"of types {got}."
         )
-    trainable = tuple(jnp.asarray(x) for x, r in zip(leaves, roles) if r == _TRAIN)
+    # Already jax arrays pass as they are: partition runs on every fit/sweep call.
+    trainable = tuple(
+        x if isinstance(x, jax.Array) else jnp.asarray(x)
+        for x, r in zip(leaves, roles)
+        if r == _TRAIN
+    )
     frozen = tuple(x for x, r in zip(leaves, roles) if r == _ARRAY)
     statics = tuple(_Static(x) for x, r in zip(leaves, roles) if r == _STATIC)
     return trainable, frozen, TreeSpec(treedef, roles, statics)
+
+
+def trainable_positions(spec: TreeSpec) -> list[int]:
+    """The indices, among the flattened leaves, of the leaves that train."""
+    return [i for i, role in enumerate(spec.roles) if role == _TRAIN]
 
 
 def combine(spec: TreeSpec, trainable: Any, frozen: Any) -> Any:

@@ -383,10 +383,10 @@ def _ravel(tree: Any) -> tuple[tuple[jax.Array, ...], Callable[[tuple[jax.Array,
 def _masked(spec: _trees.TreeSpec, trainable: Sequence[Any]) -> Any:
     """The params pytree with None at every leaf that does not train: what the optimizer sees
     (equinox's `filter` convention; optax skips None), so its state mirrors `params`."""
-    leaves = iter(trainable)
-    return spec.treedef.unflatten(
-        [next(leaves) if r == _trees._TRAIN else None for r in spec.roles]
-    )
+    leaves = [None] * len(spec.roles)
+    for i, leaf in zip(_trees.trainable_positions(spec), trainable):
+        leaves[i] = leaf
+    return spec.treedef.unflatten(leaves)
 
 
 def sgd_step(

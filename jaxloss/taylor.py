@@ -69,7 +69,7 @@ def _tangent(fn: str, name: str, spec: _trees.TreeSpec, trainable: Any, tree: An
             f"jaxloss.{fn}: `{name}` must have the pytree structure of `params` {spec.treedef}; "
             f"got {treedef}."
         )
-    positions = [i for i, role in enumerate(spec.roles) if role == _trees._TRAIN]
+    positions = _trees.trainable_positions(spec)
     for i, p in zip(positions, trainable):
         v = leaves[i]
         if jnp.shape(p) != jnp.shape(v):
