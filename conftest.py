@@ -24,6 +24,15 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+def pytest_collection_modifyitems(config, items):
+    """`--dist loadgroup`: a test file's tests share one worker (and its module fixtures and
+    compilations), except the README blocks: each runs in its own interpreter, so they spread
+    over the workers instead of queueing on one."""
+    for item in items:
+        if item.path.name != "test_readme.py":
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "x64: run with jax_enable_x64 on (float64 references and inputs)"

@@ -1,27 +1,39 @@
 """What the experiment scripts share: the `--quick`, `--out` and `--no-progress` options, the
-JSON + PNG output of `main`, and matplotlib imported lazily (it is the optional `plot` extra).
+JSON + PNG output of `main`, progress bars, strict-JSON numbers, and matplotlib imported lazily
+(it is the optional `plot` extra).
 
 A script defines `run(args) -> dict` (JSON-ready), `table(result) -> str` and
-`plot(result, path) -> bool`, and calls `main(name, args, run, table, plot)`.
+`plot(result, path) -> bool`, and calls `main(name, args, run, table, plot)`. It writes
+`<out>/<name>.json` and `<out>/<name>.png`, `<out>` defaulting to `results/<name>/`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
-def parse(parser: argparse.ArgumentParser, quick: dict, argv: list[str] | None) -> Any:
-    """Add the shared options to `parser`, parse `argv`; `--quick` sets every value in `quick`."""
+
+def parse(
+    parser: argparse.ArgumentParser, quick: dict, argv: list[str] | None, *, name: str
+) -> Any:
+    """Add the shared options to `parser`, parse `argv`; `--quick` sets every value in `quick`.
+    `name` is the script's name: `--out` defaults to `results/<name>/`."""
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a few-second smoke run: " + ", ".join(f"{k} {v}" for k, v in quick.items()),
+        help="a smoke run of seconds: " + ", ".join(f"{k} {v}" for k, v in quick.items()),
     )
-    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results") / name,
+        help=f"output folder (default results/{name}/)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args(argv)
     if args.quick:
@@ -33,6 +45,32 @@ def parse(parser: argparse.ArgumentParser, quick: dict, argv: list[str] | None) 
 def arguments(args: argparse.Namespace) -> dict:
     """The arguments as JSON values."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def progress(items: Iterable, args: argparse.Namespace, desc: str, total: int | None = None):
+    """`items` under a tqdm bar (unless `--no-progress`, or tqdm is not installed)."""
+    if args.no_progress:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, total=total)
+
+
+def finite_or_none(values: Any) -> Any:
+    """An array as nested lists of floats for strict JSON: NaN and ±inf become None."""
+    array = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(array), array, None).tolist()
+
+
+def downsample(curve: Any, points: int = 200) -> tuple[list[int], Any]:
+    """(steps, values) of a long curve (last axis) at about `points` evenly spaced steps, the
+    first and the last included; values as `finite_or_none`."""
+    curve = np.asarray(curve)
+    length = curve.shape[-1]
+    steps = np.unique(np.linspace(0, length - 1, min(points, length)).round().astype(int))
+    return steps.tolist(), finite_or_none(curve[..., steps])
 
 
 def pyplot() -> Any:

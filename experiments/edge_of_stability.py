@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--monitor-every", type=int, default=50, help="record λ_max every k steps (50)"
     )
-    return _common.parse(parser, QUICK, argv)
+    return _common.parse(parser, QUICK, argv, name="edge_of_stability")
 
 
 def _median(values: np.ndarray) -> float | None:

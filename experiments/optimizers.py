@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-rate", type=float, default=1e-4, help="smallest rate (1e-4)")
     parser.add_argument("--max-rate", type=float, default=30.0, help="largest rate (30)")
     parser.add_argument("--seeds", type=int, default=2, help="initialisations per rate (2)")
-    return _common.parse(parser, QUICK, argv)
+    return _common.parse(parser, QUICK, argv, name="optimizers")
 
 
 def stable_range(rates: np.ndarray, final: np.ndarray, initial: float) -> list[float] | None:

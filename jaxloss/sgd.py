@@ -162,6 +162,9 @@ class SweepResult(NamedTuple):
         opt_state: the optimizer state of every run, each leaf stacked to `(K, S, ...)`.
         monitor: with `monitor_every`, a `Monitor` whose value arrays are `(K, S, M)` (`steps`
             `(M,)`, shared); else None.
+        initial_params: where each seed's runs started, each array leaf stacked to
+            `(S, *leaf.shape)` (every learning rate of seed s starts from row s); other leaves as
+            passed. `initial(s)` gives one seed's.
 
     `to_dict()` / `SweepResult.from_dict(d)` as for `FitResult`.
     """
@@ -174,6 +177,14 @@ class SweepResult(NamedTuple):
     params: Any
     opt_state: Any = None
     monitor: Monitor | None = None
+    initial_params: Any = None
+
+    def initial(self, s: int = 0) -> Any:
+        """The parameters every run of seed `seeds[s]` started from (e.g. for `taylor_check`)."""
+        s = _index("s", s, np.shape(self.final_losses)[1], fn="SweepResult.initial")
+        return jax.tree.map(
+            lambda leaf: leaf[s] if _trees._is_array(leaf) else leaf, self.initial_params
+        )
 
     def best(self) -> float:
         """The learning rate with the lowest final loss among those that did not diverge.
@@ -200,8 +211,8 @@ class SweepResult(NamedTuple):
         outside `[-K, K)` (`[-S, S)`) raises IndexError instead of returning a clamped row.
         """
         num_rates, num_seeds = np.shape(self.final_losses)
-        k = _index("k", k, num_rates)
-        s = _index("s", s, num_seeds)
+        k = _index("k", k, num_rates, fn="SweepResult.run")
+        s = _index("s", s, num_seeds, fn="SweepResult.run")
 
         def row(tree):
             return jax.tree.map(lambda leaf: leaf[k, s] if _trees._is_array(leaf) else leaf, tree)
@@ -222,7 +233,9 @@ class SweepResult(NamedTuple):
             for name in ("learning_rates", "seeds", "losses", "final_losses", "diverged_at")
         }
         monitor = None if self.monitor is None else _monitor_to_json(self.monitor)
-        trees = {"params": _encode(self.params), "opt_state": _encode(self.opt_state)}
+        trees = {
+            name: _encode(getattr(self, name)) for name in ("params", "opt_state", "initial_params")
+        }
         return {**out, **trees, "monitor": monitor}
 
     @classmethod
@@ -238,6 +251,7 @@ class SweepResult(NamedTuple):
             params=_decode(data["params"]),
             opt_state=_decode(data.get("opt_state")),
             monitor=None if data.get("monitor") is None else _monitor_from_json(data["monitor"]),
+            initial_params=_decode(data.get("initial_params")),
         )
 
 
@@ -274,11 +288,11 @@ class LRRangeResult(NamedTuple):
         return cls(**arrays, suggested=float("nan") if suggested is None else float(suggested))
 
 
-def _index(name: str, index: Any, size: int) -> int:
-    index = _checks.integer("SweepResult.run", name, index)
+def _index(name: str, index: Any, size: int, *, fn: str) -> int:
+    index = _checks.integer(fn, name, index)
     if not -size <= index < size:
         raise IndexError(
-            f"jaxloss.SweepResult.run: `{name}` must lie in [{-size}, {size - 1}] (the sweep has "
+            f"jaxloss.{fn}: `{name}` must lie in [{-size}, {size - 1}] (the sweep has "
             f"{size} along that axis); got {index}."
         )
     return index
@@ -979,6 +993,8 @@ def sweep(
         array([0, 1])
         >>> result.run(2, 1).final_loss  # learning rate 1.0, seed 1
         Array(0.65..., dtype=float32)
+        >>> f(result.initial(1), x, y)  # where seed 1's runs started: init_fn's params
+        Array(1.1..., dtype=float32)
 
     Reference: the learning-rate range test of Smith, "Cyclical Learning Rates for Training Neural
     Networks" (WACV 2017), run in parallel instead of along one run.
@@ -999,8 +1015,16 @@ def sweep(
     init_keys, batch_keys = _split(seed_keys)
     if init_fn is None:
         start, frozen, spec = _trees.partition(fn, "params", params)
+        num_seeds = seeds.shape[0]
+        initial = jax.tree.map(
+            lambda leaf: jnp.broadcast_to(leaf, (num_seeds, *jnp.shape(leaf)))
+            if _trees._is_array(leaf)
+            else leaf,
+            params,
+        )
     else:
         start, frozen, spec = _initial_params(init_fn, init_keys)
+        initial = _trees.combine(spec, start, frozen)
     config = _Config(
         fn,
         objective_fn,
@@ -1020,7 +1044,9 @@ def sweep(
     diverged_at = state.diverged_at.reshape(final.shape)
     params = _trees.combine(spec, trainable, frozen)
     monitor = None if values is None else _monitor(values, steps, config.monitor_every)
-    return SweepResult(rates, seeds, losses, final, diverged_at, params, opt_state, monitor)
+    return SweepResult(
+        rates, seeds, losses, final, diverged_at, params, opt_state, monitor, initial
+    )
 
 
 def _split(seed_keys):

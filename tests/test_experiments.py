@@ -1,40 +1,13 @@
 """Smoke tests of the experiment scripts' `--quick` runs: the JSON they write and a real property
 of each, checked against the public API computed here."""
 
-import importlib.util
-import json
-import sys
-from pathlib import Path
-
 import chex
 import jax
 import numpy as np
 import pytest
+from experiment_runner import quick_run
 
 import jaxloss
-
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
-
-
-def load(name):
-    # As `python experiments/<name>.py` does: its folder first on sys.path (for `import _common`).
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
-    spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def quick_run(name, tmp_path_factory):
-    """`python experiments/<name>.py --quick`: the module and the JSON it wrote."""
-    module = load(name)
-    out = tmp_path_factory.mktemp(name)
-    module.main(["--quick", "--no-progress", "--out", str(out)])
-    text = (out / f"{name}.json").read_text()
-    # Strict JSON: NaN and inf were written as null.
-    result = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
-    return module, result, out
 
 
 @pytest.fixture(scope="module")

@@ -409,6 +409,8 @@ def test_sweep_rows_equal_separate_fit_calls_and_compile_once(mlp_problem):
     for s, seed in enumerate(seeds):
         init_key, batch_key = jax.random.split(jax.random.key(seed))
         params = init_fn(init_key)
+        # Where seed s's runs started: init_fn's params for its key.
+        chex.assert_trees_all_equal(result.initial(s), params)
         for k, lr in enumerate(rates):
             alone = jaxloss.fit(
                 f, params, x, y, learning_rate=lr, steps=STEPS, batch_size=BATCH, key=batch_key
@@ -504,6 +506,9 @@ def test_sweep_shared_params_and_progress(mlp_problem, capsys):
     plain = jaxloss.sweep(f, params, x, y, learning_rates=rates, steps=STEPS)
     chex.assert_shape(plain.losses, (2, 1, STEPS))
     np.testing.assert_array_equal(plain.seeds, [0])
+    chex.assert_trees_all_equal(plain.initial(0), params)  # the shared start
+    with pytest.raises(IndexError, match=r"SweepResult.initial: `s` must lie in \[-1, 0\]"):
+        plain.initial(1)
     alone = jaxloss.fit(f, params, x, y, learning_rate=1.0, steps=STEPS)
     chex.assert_trees_all_close(plain.run(1), alone, **F32)
     assert plain.best() == 1.0
