@@ -1017,9 +1017,11 @@ def sweep(
         start, frozen, spec = _trees.partition(fn, "params", params)
         num_seeds = seeds.shape[0]
         initial = jax.tree.map(
-            lambda leaf: jnp.broadcast_to(leaf, (num_seeds, *jnp.shape(leaf)))
-            if _trees._is_array(leaf)
-            else leaf,
+            lambda leaf: (
+                jnp.broadcast_to(leaf, (num_seeds, *jnp.shape(leaf)))
+                if _trees._is_array(leaf)
+                else leaf
+            ),
             params,
         )
     else:

@@ -371,9 +371,7 @@ def test_results_round_trip_through_strict_json_and_pickle(sgd_run, momentum_run
     assert back.params["mask"].dtype == np.bool_
     assert back.initial_params["act"] is None
     chex.assert_trees_all_equal(
-        back._replace(
-            params=floats_of(back.params), initial_params=floats_of(back.initial_params)
-        ),
+        back._replace(params=floats_of(back.params), initial_params=floats_of(back.initial_params)),
         jax.tree.map(
             np.asarray,
             result._replace(
