@@ -1,6 +1,6 @@
 """Compare learning rates: train one MLP classifier at many learning rates and seeds at once, and
-set the best η beside two cheap predictions of where SGD stops working: the Taylor check's η at
-which one step starts to raise the loss, and the LR range test's suggestion.
+set the best η beside two cheap estimates from a single starting point: the η from which one SGD
+step raises the loss (Taylor check), and the LR range test's suggestion.
 
 Setting: mean integer-label cross entropy of an MLP [2, 32, 32, 3] on 512 three-armed spiral
 points; 16 log-spaced η in [1e-3, 30] × 3 seeds × 2000 full-batch SGD steps, all in one compiled

@@ -43,8 +43,12 @@ def test_outcome_of_each_run(quick):
     # blew_up, by its definition: the final loss is not finite or above the run's initial loss.
     expected = ~np.isfinite(final) | (np.nan_to_num(final, nan=np.inf) > curves[:, :, 0])
     assert np.array_equal(np.array(result["blew_up"]), expected)
+    # A diverged run blew up too (vacuous here: ReLU + cross entropy grows, never overflows,
+    # so the non-finite case is checked on made-up losses below).
     diverged = np.array(result["diverged_at"]) >= 0
     assert np.all(np.array(result["blew_up"])[diverged])
+    made_up = module.blew_up(np.array([[np.nan, np.inf, 2.0, 1.0, 0.5]]), np.ones((1, 5)))
+    assert made_up.tolist() == [[True, True, True, False, False]]
     # The quick setting shows both outcomes: the smallest η trains, the largest blows up.
     assert not expected[0].any() and expected[-1].all()
     assert result["best_learning_rate"] in rates[~diverged.any(axis=1)]
