@@ -103,7 +103,7 @@ def saturation(args: argparse.Namespace, apply_fn) -> dict:
     }
     gradient_norms = jax.jit(
         lambda params: {
-            name: optax.global_norm(jax.grad(loss)(params[name], x, y))
+            name: optax.tree.norm(jax.grad(loss)(params[name], x, y))
             for name, loss in losses.items()
         }
     )
