@@ -310,6 +310,8 @@ def plot(result: dict, path: Path) -> bool:
     disc_ax.set(xlabel="x", ylabel="P(y = 1)",
                 title=f"binary y: the Gaussian fit leaves [0, 1] on {out:.0%}")  # fmt: skip
     disc_ax.legend(fontsize=7)
+    for ax in axes:
+        ax.title.set_fontsize(10)
     fig.suptitle(
         "Under a sigmoid, cross entropy keeps a gradient where MSE's vanishes; MSE is the "
         "Gaussian likelihood (continuous y), cross entropy the Bernoulli one (binary y)"
