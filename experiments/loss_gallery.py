@@ -48,64 +48,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return _common.parse(parser, QUICK, argv, name="loss_gallery")
 
 
-def _gamma_name(gamma: float) -> str:
-    return f"focal_gamma={gamma:g}"
-
-
 def _logit(p: jax.Array) -> jax.Array:
     return jnp.log(p) - jnp.log1p(-p)
 
 
-def _mask(size: int) -> jax.Array:
-    """A (PIXELS, 1) target mask with an object of `size` pixels."""
-    return (jnp.arange(PIXELS) < size).astype(jnp.float32)[:, None]
-
-
+# A family maps its x to (the loss argument, [(curve names, f(argument, h), one h per name)]):
+# curves that differ only in a hyperparameter h share one traced loss, vmapped over h.
 def _focal(p_t):  # the logit z of a positive example with σ(z) = p_t
-    z = _logit(p_t)
-    losses = {"cross_entropy": lambda z: jaxloss.sigmoid_binary_cross_entropy(z, 1.0)}
-    for gamma in GAMMAS:
-        losses[_gamma_name(gamma)] = lambda z, g=gamma: jaxloss.sigmoid_focal_loss(z, 1.0, gamma=g)
-    return z, losses
+    return _logit(p_t), [
+        (["cross_entropy"], lambda z, _: jaxloss.sigmoid_binary_cross_entropy(z, 1.0), [0.0]),
+        (
+            [f"focal_gamma={g:g}" for g in GAMMAS],
+            lambda z, g: jaxloss.sigmoid_focal_loss(z, 1.0, gamma=g),
+            GAMMAS,
+        ),
+    ]
 
 
 def _label_smoothing(margin):  # logits [m, 0, ..., 0], true class 0
-    losses = {}
-    for eps in SMOOTHING:
-        losses[f"label_smoothing={eps:g}"] = lambda m, e=eps: (
-            jaxloss.softmax_cross_entropy_with_integer_labels(
-                jnp.zeros(CLASSES).at[0].set(m), 0, label_smoothing=e
-            )
-        )
-    return margin, losses
+    def loss(m, eps):
+        logits = jnp.zeros(CLASSES).at[0].set(m)
+        return jaxloss.softmax_cross_entropy_with_integer_labels(logits, 0, label_smoothing=eps)
+
+    return margin, [([f"label_smoothing={e:g}" for e in SMOOTHING], loss, SMOOTHING)]
 
 
 def _mse_vs_bce(z):  # a positive example (y = 1), p = σ(z)
-    losses = {
-        "mse": lambda z: jaxloss.mse(jax.nn.sigmoid(z)[None], jnp.ones(1)),
-        "binary_cross_entropy": lambda z: jaxloss.sigmoid_binary_cross_entropy(z, 1.0),
-    }
-    return z, losses
+    return z, [
+        (["mse"], lambda z, _: jaxloss.mse(jax.nn.sigmoid(z)[None], jnp.ones(1)), [0.0]),
+        (
+            ["binary_cross_entropy"],
+            lambda z, _: jaxloss.sigmoid_binary_cross_entropy(z, 1.0),
+            [0.0],
+        ),
+    ]
 
 
 def _overlap(q):  # probability q on the object's pixels, 0 elsewhere
-    def dice(size, smooth=1.0, fn=jaxloss.dice_loss):
-        mask = _mask(size)
-        return lambda q: fn(q * mask, mask, from_logits=False, smooth=smooth)
+    def loss(fn):
+        def f(q, h):  # h = (object size in pixels, smooth)
+            mask = (jnp.arange(PIXELS) < h[0]).astype(q.dtype)[:, None]  # (PIXELS, 1)
+            return fn(q * mask, mask, from_logits=False, smooth=h[1])
 
-    losses = {f"dice_{size}px": dice(size) for size in OBJECTS}
-    losses["dice_smooth=0"] = dice(OBJECTS[0], smooth=0.0)
-    losses[f"jaccard_{OBJECTS[-1]}px"] = dice(OBJECTS[-1], fn=jaxloss.jaccard_loss)
-    return q, losses
+        return f
+
+    small, large = OBJECTS
+    return q, [
+        (
+            [f"dice_{small}px", f"dice_{large}px", "dice_smooth=0"],
+            loss(jaxloss.dice_loss),
+            [(small, 1.0), (large, 1.0), (small, 0.0)],
+        ),
+        ([f"jaccard_{large}px"], loss(jaxloss.jaccard_loss), [(large, 1.0)]),
+    ]
 
 
 def _regression(r):  # prediction r, target 0
-    losses = {
-        "mse": lambda r: jaxloss.mse(r[None], jnp.zeros(1)),
-        "mae": lambda r: jaxloss.mae(r[None], jnp.zeros(1)),
-        "huber_delta=1": lambda r: jaxloss.huber_loss(r, 0.0, delta=1.0),
-    }
-    return r, losses
+    return r, [
+        (["mse"], lambda r, _: jaxloss.mse(r[None], jnp.zeros(1)), [0.0]),
+        (["mae"], lambda r, _: jaxloss.mae(r[None], jnp.zeros(1)), [0.0]),
+        (["huber_delta=1"], lambda r, _: jaxloss.huber_loss(r, 0.0, delta=1.0), [0.0]),
+    ]
 
 
 # family -> (x range, probes shown in the table, x label, what the gradient is taken against,
@@ -160,10 +163,16 @@ def curves(grids: dict[str, np.ndarray]) -> dict:
     names: dict[str, list[str]] = {}  # curve names in their order (pytrees sort dict keys)
 
     def family_at(name, x):
-        argument, losses = FAMILIES[name][4](x)
-        names[name] = list(losses)
-        # Each gradient is taken with respect to the loss argument (e.g. the logit z, not p_t).
-        return argument, [jax.value_and_grad(f)(argument) for f in losses.values()]
+        argument, entries = FAMILIES[name][4](x)
+        names[name] = [curve for entry in entries for curve in entry[0]]
+        values = []
+        for _, f, hs in entries:
+            # Each gradient is taken with respect to the loss argument (the logit z, not p_t).
+            def value_and_grad(h, f=f):
+                return jax.value_and_grad(f)(argument, h)
+
+            values.append(jax.vmap(value_and_grad)(jnp.asarray(hs, jnp.float32)))
+        return argument, values
 
     def all_families(grids):
         return {
@@ -172,11 +181,13 @@ def curves(grids: dict[str, np.ndarray]) -> dict:
         }
 
     grids = {name: np.asarray(x, np.float32) for name, x in grids.items()}
-    computed = jax.jit(all_families)(grids)
-    return {
-        name: (np.asarray(arguments, np.float64), dict(zip(names[name], values)))
-        for name, (arguments, values) in computed.items()
-    }
+    computed = jax.device_get(jax.jit(all_families)(grids))  # NumPy: no op-by-op slicing
+    out = {}
+    for name, (arguments, values) in computed.items():
+        # Each entry gives (len(x), len(h)) losses and gradients: one column per curve.
+        columns = [(v[:, i], g[:, i]) for v, g in values for i in range(v.shape[1])]
+        out[name] = (np.asarray(arguments, np.float64), dict(zip(names[name], columns)))
+    return out
 
 
 def run(args: argparse.Namespace) -> dict:
