@@ -54,11 +54,6 @@ def bce(logit: jax.Array, target: jax.Array) -> jax.Array:
     return jaxloss.sigmoid_binary_cross_entropy(logit, target).sum()
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """σ(z) in NumPy, without overflow warnings for large |z|."""
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
 def models(hidden: int) -> dict:
     """name -> (init_fn, apply_fn)."""
     return {
@@ -128,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
             "curves": curve,
             "params": jax.tree.map(lambda leaf: np.asarray(leaf[0]).tolist(), trained[name]),
             "probability_grid": _common.finite_or_none(
-                sigmoid(logits[0, 4:]).reshape(args.grid, args.grid)
+                np.asarray(jax.nn.sigmoid(all_logits[name][0, 4:])).reshape(args.grid, args.grid)
             ),
         }
     return out
