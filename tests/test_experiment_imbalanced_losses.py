@@ -46,8 +46,15 @@ def test_split_is_disjoint_and_from_one_draw(quick):
         assert not train & test
         assert train | test == set(range(2 * q["images"]))
         # The confusion rows count the test images' labels of the same single draw.
+        args = result["args"]
         _, labels = jaxloss.imbalanced_anchors(
-            2 * q["images"], q["anchors"], positive_rate=0.03, classes=3, key=seed
+            2 * q["images"],
+            q["anchors"],
+            positive_rate=q["positive_rate"],
+            classes=args["classes"],
+            dim=args["dim"],
+            separation=args["separation"],
+            key=seed,
         )
         counts = np.bincount(np.asarray(labels)[split["test"]].ravel(), minlength=3)
         for name in METHODS:
