@@ -139,7 +139,7 @@ def _core(logits, logit_paddings, labels, label_paddings, log_eps, *, blank_id):
     # nor the gradient (optax mixes them in as 0 * x, so a NaN there makes the loss NaN).
     logits = jnp.where(pad[..., None], 0, logits)
     logits_ok = jnp.all(logits < jnp.inf, axis=-1)  # False for NaN and +inf
-    bad = ~(pad_ok.all(1) & lab_pad_ok.all(1) & label_ok.all(1))
+    bad = ~(pad_ok.all(1) & lab_pad_ok.all(1) & label_ok.all(1) & eps_ok)
     safe_labels = jnp.where(label_ok, labels, 0)
     loss, alpha_blank, alpha_label = _forward(logits, pad, safe_labels, lab_pad, blank_id, log_eps)
     out = (
@@ -260,13 +260,15 @@ def ctc_loss_with_forward_probs(
     Example:
       >>> import jax.numpy as jnp, jaxloss
       >>> jnp.set_printoptions(precision=4)
-      >>> logits = jnp.zeros((4, 3))  # 4 frames, blank + 2 classes, all equally likely
+      >>> logits = jnp.zeros((3, 2, 4))  # 3 sequences, 2 frames, blank + 3 classes
+      >>> labels = jnp.array([[1, 2], [3, 3], [1, 0]])
+      >>> label_paddings = jnp.array([[0, 0], [0, 0], [0, 1]])  # the last has one label
       >>> loss, blank, label = jaxloss.ctc_loss_with_forward_probs(
-      ...     logits, jnp.zeros(4), jnp.array([1, 2]), jnp.zeros(2))
-      >>> print(f"{loss:.4f}", blank.shape, label.shape)
-      1.6864 (4, 3) (4, 2)
-      >>> print(jnp.exp(blank[-1]))  # P(exactly 0, 1, 2 labels emitted); the last is exp(-loss)
-      [0.0123 0.1235 0.1852]
+      ...     logits, jnp.zeros((3, 2)), labels, label_paddings)
+      >>> print(blank.shape, label.shape)  # (T, B, N + 1), (T, B, N)
+      (2, 3, 3) (2, 3, 2)
+      >>> print(jnp.exp(blank[-1, 0]))  # P(exactly 0, 1, 2 labels emitted); the last is exp(-loss)
+      [0.0625 0.1875 0.0625]
 
     Reference: Graves et al., "Connectionist temporal classification: labelling unsegmented
     sequence data with recurrent neural networks", ICML 2006. Matches `optax.ctc_loss_with_
