@@ -69,9 +69,11 @@ def partition(fn: str, name: str, tree: Any) -> tuple[tuple[jax.Array, ...], tup
             f"leaf (the parameters to train; other leaves pass through unchanged); got leaves "
             f"of types {got}."
         )
-    # Already jax arrays pass as they are: partition runs on every fit/sweep call.
+    # Already jax arrays pass as they are (partition runs on every fit/sweep call), except
+    # weakly typed ones (`jnp.full(.., -8.0)`): strong types, so that feeding a result's params
+    # (always strong) back in does not compile again.
     trainable = tuple(
-        x if isinstance(x, jax.Array) else jnp.asarray(x)
+        x if isinstance(x, jax.Array) and not x.weak_type else jnp.asarray(x, jnp.result_type(x))
         for x, r in zip(leaves, roles)
         if r == _TRAIN
     )

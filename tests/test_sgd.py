@@ -330,6 +330,12 @@ def test_no_retrace_across_learning_rates_data_and_params():
         new_x, new_y = jnp.asarray(rng.normal(size=(3, 3))), jnp.asarray(rng.normal(size=3))
         new_theta = jnp.asarray(rng.normal(size=3))
         jaxloss.fit(f, new_theta, new_x, new_y, learning_rate=lr, steps=7)
+    # Weakly typed params (a Python float broadcast) are the same program as the strong ones
+    # fit returns: feeding a result back in does not compile again.
+    weak = jnp.full(3, 0.5)
+    assert weak.weak_type
+    again = jaxloss.fit(f, weak, x, y, learning_rate=0.1, steps=7)
+    jaxloss.fit(f, again.params, x, y, learning_rate=0.1, steps=7)
     assert count["n"] == first == 2
 
 
