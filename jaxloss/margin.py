@@ -8,6 +8,7 @@ linear: their gradient is a subgradient, 0 at the kink (as torch's `multi_margin
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -42,7 +43,13 @@ def _signed_targets(fn: str, outputs: Any, targets: Any) -> tuple[jax.Array, jax
 
 def _signed_margin_loss(fn: str, outputs: Any, targets: Any, margin: float) -> jax.Array:
     """max(0, margin - f t), NaN where t is not ±1."""
-    outputs, targets = _signed_targets(fn, outputs, targets)
+    return _signed_core(*_signed_targets(fn, outputs, targets), margin=margin)
+
+
+# The numeric cores are jitted: an un-jitted call compiles one program instead of one per
+# operation. The checks stay outside them, so `jaxloss.checked` still sees every one.
+@functools.partial(jax.jit, static_argnames="margin")
+def _signed_core(outputs: jax.Array, targets: jax.Array, margin: float) -> jax.Array:
     loss = _positive_part(margin - outputs * targets)
     return jnp.where((targets == 1) | (targets == -1), loss, jnp.nan)
 
@@ -69,7 +76,11 @@ def _integer_scores(fn: str, scores: Any, labels: Any) -> tuple[jax.Array, jax.A
 
 def _multiclass_margin_loss(fn: str, scores: Any, labels: Any, margin: float) -> jax.Array:
     """max(0, margin + max_{c != y} s_c - s_y), NaN for a label out of range."""
-    scores, safe, bad = _integer_scores(fn, scores, labels)
+    return _multiclass_core(*_integer_scores(fn, scores, labels), margin=margin)
+
+
+@functools.partial(jax.jit, static_argnames="margin")
+def _multiclass_core(scores: jax.Array, safe: jax.Array, bad: jax.Array, margin: float):
     is_label = _one_hot(safe, scores.shape, jnp.bool_)
     # The label's own score is left out of the max, not 0 * s_y'd out of a dot product: a -inf
     # score elsewhere (a masked class) stays harmless, and s_y = +inf gives the limit 0.
@@ -96,7 +107,7 @@ def hinge_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
       >>> print(jaxloss.hinge_loss(jnp.array([2.0, 0.5, -1.0]), jnp.array([1, 1, 1])))
       [0.  0.5 2. ]
 
-    Reference: equals `optax.hinge_loss` for ±1 targets (except the half slope optax's
+    Reference: equals `optax.losses.hinge_loss` for ±1 targets (except the half slope optax's
     `jnp.maximum` gives at the kink) and
     `2 * torch.nn.functional.multi_margin_loss(stack([-f/2, f/2], -1), (t + 1) / 2,
     reduction='none')`, the two-class form of the same margin.
@@ -121,8 +132,8 @@ def perceptron_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
       >>> print(jaxloss.perceptron_loss(jnp.array([2.0, 0.5, -1.0]), jnp.array([1, -1, 1])))
       [0.  0.5 1. ]
 
-    Reference: Rosenblatt's perceptron criterion; equals `optax.perceptron_loss` for ±1 targets
-    (except its half slope at f t = 0) and `2 * torch.nn.functional.multi_margin_loss(
+    Reference: Rosenblatt's perceptron criterion; equals `optax.losses.perceptron_loss` for ±1
+    targets (except its half slope at f t = 0) and `2 * torch.nn.functional.multi_margin_loss(
     stack([-f/2, f/2], -1), (t + 1) / 2, margin=0, reduction='none')`.
     """
     return _signed_margin_loss("perceptron_loss", predictor_outputs, targets, 0.0)
@@ -152,11 +163,11 @@ def multiclass_hinge_loss(scores: Any, labels: Any) -> jax.Array:
       [0.8 4. ]
 
     Reference: Crammer & Singer, "On the algorithmic implementation of multiclass kernel-based
-    vector machines", JMLR 2001; equals `optax.multiclass_hinge_loss` (which, un-jitted, gives
-    NaN for a -inf score: 0 * -inf in its one-hot dot product; and a number for a label out of
-    range). torch's `multi_margin_loss` averages
-    the violations instead of taking the largest: this loss is the max over c != y of
-    `2 * multi_margin_loss(s[[y, c]], 0)`, and for C = 2 it is `2 * multi_margin_loss(s, y)`.
+    vector machines", JMLR 2001; equals `optax.losses.multiclass_hinge_loss` (which, un-jitted,
+    gives NaN for a -inf score: 0 * -inf in its one-hot dot product; and a number for a label
+    out of range). torch's `multi_margin_loss` averages the violations instead of taking the
+    largest: this loss is the max over c != y of `2 * multi_margin_loss(s[[y, c]], 0)`, and for
+    C = 2 it is `2 * multi_margin_loss(s, y)`.
     """
     return _multiclass_margin_loss("multiclass_hinge_loss", scores, labels, 1.0)
 
@@ -181,8 +192,8 @@ def multiclass_perceptron_loss(scores: Any, labels: Any) -> jax.Array:
       [0. 3.]
 
     Reference: Collins, "Discriminative training methods for hidden Markov models: theory and
-    experiments with perceptron algorithms", EMNLP 2002; equals `optax.multiclass_perceptron_loss`
-    (NaN for a -inf score there, un-jitted) and, for C = 2, `2 * torch.nn.functional.multi_margin_loss(s, y,
-    margin=0)`.
+    experiments with perceptron algorithms", EMNLP 2002; equals
+    `optax.losses.multiclass_perceptron_loss` (NaN for a -inf score there, un-jitted) and, for
+    C = 2, `2 * torch.nn.functional.multi_margin_loss(s, y, margin=0)`.
     """
     return _multiclass_margin_loss("multiclass_perceptron_loss", scores, labels, 0.0)

@@ -94,12 +94,17 @@ def sparsemax_loss(logits: Any, labels: Any) -> jax.Array:
       [0.   0.25 0.   0.  ]
 
     Reference: Blondel, Martins & Niculae, "Learning with Fenchel-Young losses", JMLR 2020;
-    equals `optax.sparsemax_loss` for 0/1 labels.
+    equals `optax.losses.sparsemax_loss` for 0/1 labels.
     """
     fn = "sparsemax_loss"
     x, y = _checks.float_pair(fn, "logits", logits, "labels", labels)
     _checks.not_nan(fn, "logits", x)
     _checks.probabilities(fn, "labels", y)
+    return _binary_sparsemax(x, y)
+
+
+@jax.jit  # as margin's cores: one compilation un-jitted; the checks stay outside
+def _binary_sparsemax(x: jax.Array, y: jax.Array) -> jax.Array:
     # Branches, not clip/maximum: their ties would halve the slope at x = ±1.
     above, below = x > 1, x < -1
     c = jnp.where(above, 1, jnp.where(below, -1, x))
@@ -133,13 +138,19 @@ def multiclass_sparsemax_loss(scores: Any, labels: Any) -> jax.Array:
       [0.16 1.  ]
 
     Reference: Martins & Astudillo, "From softmax to sparsemax: a sparse model of attention and
-    multi-label classification", ICML 2016 (Eq. 18); equals `optax.multiclass_sparsemax_loss`,
-    which loses float32 digits for large scores (its projection's cumulative sums are of the raw
-    scores) and reads a label out of range as the nearest class.
+    multi-label classification", ICML 2016 (Eq. 18); equals
+    `optax.losses.multiclass_sparsemax_loss`, which loses float32 digits for large scores (its
+    projection's cumulative sums are of the raw scores) and reads a label out of range as a
+    class.
     """
     fn = "multiclass_sparsemax_loss"
     scores, safe, bad = _integer_scores(fn, scores, labels)
     _checks.runtime_check(fn, scores < jnp.inf, "`scores` contains +inf.")
+    return _multiclass_sparsemax(scores, safe, bad)
+
+
+@jax.jit  # the sort-based projection is some 40 operations: one compilation un-jitted
+def _multiclass_sparsemax(scores: jax.Array, safe: jax.Array, bad: jax.Array) -> jax.Array:
     return jnp.where(bad, jnp.nan, _sparsemax_nll(scores, safe))
 
 
@@ -168,7 +179,7 @@ def make_fenchel_young_loss(max_fun: Callable[..., Any]) -> Callable[..., jax.Ar
       [0.1269 1.0986]
 
     Reference: Blondel, Martins & Niculae, "Learning with Fenchel-Young losses", JMLR 2020;
-    equals `optax.make_fenchel_young_loss` without extra arguments. optax's `jnp.vectorize`
+    equals `optax.losses.make_fenchel_young_loss` without extra arguments. optax's `jnp.vectorize`
     silently drops keyword arguments (`b=` never reaches `logsumexp`) and rejects positional ones
     (a TypeError): here both reach `max_fun`.
     """
@@ -179,11 +190,18 @@ def make_fenchel_young_loss(max_fun: Callable[..., Any]) -> Callable[..., jax.Ar
         )
     fn = f"make_fenchel_young_loss({getattr(max_fun, '__name__', 'max_fun')})"
 
+    def value(scores, targets, *args, **kwargs):
+        row_max = jnp.vectorize(lambda row: max_fun(row, *args, **kwargs), signature="(n)->()")
+        return row_max(scores) - jnp.sum(_times(targets, scores), axis=-1)
+
+    # Without extra arguments (which may be static, like an axis), one compiled program: an
+    # un-jitted call then compiles once, not once per operation.
+    plain = jax.jit(value)
+
     def fenchel_young_loss(scores: Any, targets: Any, *args: Any, **kwargs: Any) -> jax.Array:
         """`max_fun(scores) - <targets, scores>` over the last axis."""
         scores, targets = _checks.float_pair(fn, "scores", scores, "targets", targets)
         _checks.has_class_axis(fn, "scores", scores)
-        row_max = jnp.vectorize(lambda row: max_fun(row, *args, **kwargs), signature="(n)->()")
-        return row_max(scores) - jnp.sum(_times(targets, scores), axis=-1)
+        return value(scores, targets, *args, **kwargs) if args or kwargs else plain(scores, targets)
 
     return fenchel_young_loss

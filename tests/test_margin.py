@@ -81,19 +81,38 @@ TORCH_C2_GRAD = [[0.0, 0.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]]
 
 
 RNG = np.random.default_rng(11)
-F = RNG.normal(size=(40, 6)) * 2  # binary scores
-T = RNG.choice([-1.0, 1.0], size=F.shape)  # ±1 targets
-# Random inputs away from the kinks (margin 1 and 0), where the slope is a convention.
-F[np.abs(F * T - 1) < 1e-3] += 0.01
-F[np.abs(F) < 1e-3] += 0.01
-F.flat[: FT.size], T.flat[: TT.size] = FT, TT  # torch's inputs first
-S = RNG.normal(size=(40, 5)) * 2  # class scores
-LAB = RNG.integers(0, 5, size=40)
+
+
+def _bf16_exact(x):
+    """Values bfloat16 holds exactly: the half-precision run then sees the float32 run's inputs."""
+    return np.asarray(np.asarray(x, np.float32).astype(jnp.bfloat16), np.float32)
+
+
+# Binary: torch's inputs, edge cases, then random scores away from the kinks (margin 1 and 0,
+# where the slope is a convention). Edge cases: ±inf scores, and a target of 0 (0/1 labels).
+F_EDGE = np.array([INF, -INF, INF, -INF, 3.0])
+T_EDGE = np.array([1.0, -1.0, -1.0, 1.0, 0.0])
+F = _bf16_exact(RNG.normal(size=(48,)) * 2)
+T = RNG.choice([-1.0, 1.0], size=F.shape).astype(np.float32)
+F[(np.abs(F * T - 1) < 1e-2) | (np.abs(F) < 1e-2)] += 0.125
+F[:7], T[:7] = FT, TT
+F[7:12], T[7:12] = F_EDGE, T_EDGE
+EDGE_F = slice(7, 12)
+# Multiclass: torch's inputs (rows 0-3), edge cases (rows 4-7: a -inf score, the label's score
+# +inf, the kink at margin exactly 1, a label out of range), then random scores.
+S_EDGE = np.array(
+    [[2.0, -INF, 0.5, -9.0, -9.0], [INF, 1.0, 0.0, -9.0, -9.0], [3.0, -2.0, 4.0, -9.0, -9.0],
+     [1.0, 0.0, 2.0, -9.0, -9.0]]
+)  # fmt: skip
+S = _bf16_exact(RNG.normal(size=(40, 5)) * 2)
+LAB = RNG.integers(0, 5, size=40).astype(np.int32)
 _gap = np.where(np.eye(5, dtype=bool)[LAB], -INF, S).max(-1) - S[np.arange(40), LAB]
-S[np.arange(40), LAB] += 0.01 * ((np.abs(_gap + 1) < 1e-3) | (np.abs(_gap) < 1e-3))
-S[: len(ST)], LAB[: len(LT)] = ST, LT
-F, T, S = F.astype(np.float32), T.astype(np.float32), S.astype(np.float32)
-LAB = LAB.astype(np.int32)
+S[np.arange(40), LAB] += 0.125 * ((np.abs(_gap + 1) < 1e-2) | (np.abs(_gap) < 1e-2))
+S[:4], LAB[:4] = ST, LT
+S[4:8], LAB[4:8] = S_EDGE, [0, 0, 2, 5]
+EDGE_S = slice(4, 8)
+PLAIN_F = np.r_[0:7, 12:48]  # finite scores and ±1 targets
+PLAIN_S = np.r_[0:4, 8:40]
 F64, S64 = F.astype(np.float64), S.astype(np.float64)  # what the references see
 
 PAIRS = {  # name: (ours, optax's, scores, targets, margin of the NumPy reference)
@@ -102,68 +121,45 @@ PAIRS = {  # name: (ours, optax's, scores, targets, margin of the NumPy referenc
     "multiclass_hinge": (MHINGE, optax.losses.multiclass_hinge_loss, S, LAB, 1.0),
     "multiclass_perceptron": (MPERC, optax.losses.multiclass_perceptron_loss, S, LAB, 0.0),
 }
-# Edge cases: a -inf score (a class switched off), the label's score +inf, the kink (margin
-# exactly 1), a label out of range; for the binary losses a target of 0 (0/1 labels).
-S_EDGE = np.array(
-    [[2.0, -INF, 0.5], [INF, 1.0, 0.0], [3.0, -2.0, 4.0], [1.0, 0.0, 2.0]], np.float32
-)
-L_EDGE = np.array([0, 0, 2, 3], np.int32)
-T_EDGE = np.array([1.0, -1.0, 0.0, 1.0], np.float32)
 
 
-def _reference(name, margin):
-    """NumPy float64 loss and gradient on the float32 inputs."""
+def _reference(name):
+    """NumPy float64 loss and gradient on the float32 inputs (plain rows)."""
+    margin = PAIRS[name][4]
     if "multiclass" in name:
-        return np_multiclass(S64, LAB, margin)
-    return np_binary(F64, T, margin)
+        return np_multiclass(S64[PLAIN_S], LAB[PLAIN_S], margin)
+    return np_binary(F64[PLAIN_F], T[PLAIN_F], margin)
+
+
+def _plain(name, x):
+    return x[PLAIN_S] if "multiclass" in name else x[PLAIN_F]
 
 
 def _loss_and_grad(fn, x, y):
-    return fn(x, y), jax.grad(lambda x: fn(x, y).sum())(x)
+    out, vjp = jax.vjp(lambda x: fn(x, y), x)
+    return out, vjp(jnp.ones_like(out))[0]
 
 
 @functools.cache
 def results():
     """Every numeric comparison in one compiled program (each test reads its part)."""
-    halves = {}
-    for half in (jnp.float16, jnp.bfloat16):
-        args = (F.astype(half), T.astype(half), S.astype(half))
-        halves[half.__name__] = (args, tuple(np.asarray(a, np.float32) for a in args))
 
-    def both(f, t, s):  # one binary and one multiclass loss (the others share their code)
-        return [HINGE(f, t), MHINGE(s, LAB)]
-
-    def run(f, t, s, lab, halves, s_edge, l_edge, t_edge, s2, l2):
+    def run(f, t, s, lab, s2, l2):
         inputs = {"hinge": (f, t), "perceptron": (f, t)}
         inputs.update({"multiclass_hinge": (s, lab), "multiclass_perceptron": (s, lab)})
-        f_inf = jnp.array([INF, -INF, INF, -INF], f.dtype)
         return {
             "ours": {k: _loss_and_grad(PAIRS[k][0], *xy) for k, xy in inputs.items()},
-            "vmap": {k: jax.vmap(PAIRS[k][0])(*xy) for k, xy in inputs.items()},
             "optax": {k: _loss_and_grad(PAIRS[k][1], *xy) for k, xy in inputs.items()},
-            "c2": _loss_and_grad(MHINGE, s2, l2),
-            "edge": {
-                "ours": [
-                    MHINGE(s_edge, l_edge),
-                    MPERC(s_edge, l_edge),
-                    HINGE(s_edge[:, 0], t_edge),
-                ],
-                "optax": [
-                    optax.losses.multiclass_hinge_loss(s_edge, l_edge),
-                    optax.losses.multiclass_perceptron_loss(s_edge, l_edge),
-                    optax.losses.hinge_loss(s_edge[:, 0], t_edge),
-                ],
-                "grad": jax.grad(lambda s: MHINGE(s, l_edge).sum())(s_edge),
-                "optax_grad": jax.grad(
-                    lambda s: optax.losses.multiclass_hinge_loss(s[2], l_edge[2])
-                )(s_edge),
+            # vmap over samples of bfloat16 scores (computed in float32)
+            "vmap_bf16": {  # the perceptrons share the hinge losses' code
+                k: jax.vmap(PAIRS[k][0])(x.astype(jnp.bfloat16), y)
+                for k, (x, y) in inputs.items()
+                if "hinge" in k
             },
-            "inf": [_loss_and_grad(g, f_inf, t_edge.at[2].set(-1.0)) for g in (HINGE, PERC)],
-            "half": {k: (both(*h), both(*full)) for k, (h, full) in halves.items()},
+            "c2": _loss_and_grad(MHINGE, s2, l2),
         }
 
-    args = (F, T, S, LAB, halves, S_EDGE, L_EDGE, T_EDGE, S2.astype(np.float32), L2)
-    return jax.device_get(jax.jit(run)(*args))
+    return jax.device_get(jax.jit(run)(F, T, S, LAB, S2.astype(np.float32), L2))
 
 
 # The un-jitted path: each docstring example (run as a doctest) calls its loss op by op.
@@ -174,14 +170,13 @@ def test_matches_torch_constants():
     for name, want, want_grad in [
         ("hinge", TORCH_HINGE, TORCH_HINGE_GRAD),
         ("perceptron", TORCH_PERC, TORCH_PERC_GRAD),
+        ("multiclass_hinge", TORCH_MHINGE, TORCH_MGRAD),
+        ("multiclass_perceptron", TORCH_MPERC, TORCH_MGRAD),
     ]:
         loss, grad = got[name]
-        np.testing.assert_allclose(loss.flat[: FT.size], want, rtol=1e-6, err_msg=name)
-        np.testing.assert_array_equal(grad.flat[: FT.size], want_grad, err_msg=name)
-    for name, want in [("multiclass_hinge", TORCH_MHINGE), ("multiclass_perceptron", TORCH_MPERC)]:
-        loss, grad = got[name]
-        np.testing.assert_allclose(loss[: len(ST)], want, rtol=1e-6, atol=1e-7, err_msg=name)
-        np.testing.assert_array_equal(grad[: len(ST)], TORCH_MGRAD, err_msg=name)
+        n = len(want)
+        np.testing.assert_allclose(loss[:n], want, rtol=1e-6, atol=1e-7, err_msg=name)
+        np.testing.assert_array_equal(grad[:n], want_grad, err_msg=name)
     np.testing.assert_allclose(results()["c2"][0], TORCH_C2, rtol=1e-6)
     np.testing.assert_array_equal(results()["c2"][1], TORCH_C2_GRAD)
     # The NumPy references give torch's numbers too.
@@ -189,23 +184,31 @@ def test_matches_torch_constants():
     np.testing.assert_allclose(np_binary(FT, TT, 1.0)[0], TORCH_HINGE, atol=1e-15)
 
 
-def test_matches_numpy_and_optax_and_vmap():
+def test_matches_numpy_and_optax_vmap_and_bfloat16():
     got = results()
     for name, (loss, grad) in got["ours"].items():
-        margin = PAIRS[name][4]
-        want, want_grad = _reference(name, margin)
+        want, want_grad = _reference(name)
         assert loss.dtype == grad.dtype == np.float32
-        chex.assert_shape(loss, want.shape)
-        np.testing.assert_allclose(loss, want, rtol=1e-6, atol=1e-6, err_msg=name)
-        np.testing.assert_array_equal(grad, want_grad, err_msg=name)
-        np.testing.assert_array_equal(got["vmap"][name], loss, err_msg=name)
-        optax_loss, optax_grad = got["optax"][name]
+        chex.assert_shape(loss, PAIRS[name][2].shape[: 1 if "multiclass" in name else None])
+        np.testing.assert_allclose(_plain(name, loss), want, rtol=1e-6, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(_plain(name, grad), want_grad, err_msg=name)
+        # bfloat16 inputs are computed in float32: the same numbers (the inputs are exact).
+        if "hinge" in name:
+            half = got["vmap_bf16"][name]
+            assert half.dtype == np.float32
+            x = _plain(name, PAIRS[name][2])
+            exact = (_bf16_exact(x) == x).reshape(len(x), -1).all(-1)  # not all torch's inputs
+            np.testing.assert_allclose(
+                _plain(name, half)[exact], _plain(name, loss)[exact], rtol=1e-6
+            )
+        optax_loss, optax_grad = (_plain(name, x) for x in got["optax"][name])
+        loss, grad = _plain(name, loss), _plain(name, grad)
         np.testing.assert_allclose(loss, optax_loss, rtol=1e-6, atol=1e-6, err_msg=name)
         # The same slopes, except at a kink (torch's inputs have two), where optax's
         # jnp.maximum gives half: perceptron f = 0 (FT[6]); multiclass hinge row 2.
         kink = np.zeros(grad.shape, bool)
         if name == "perceptron":
-            kink.flat[6] = True
+            kink[6] = True
         if name == "multiclass_hinge":
             kink[2] = True
         np.testing.assert_array_equal(grad[~kink], optax_grad[~kink], err_msg=name)
@@ -214,38 +217,39 @@ def test_matches_numpy_and_optax_and_vmap():
         np.testing.assert_array_equal(optax_grad[kink], half.get(name, []), err_msg=name)
 
 
-def test_better_than_optax():
-    got = results()["edge"]
-    (mh, mp, h), (oh, op, oh_bin), grad = got["ours"], got["optax"], got["grad"]
-    # A -inf score: the limit. optax's one-hot dot product gives 0 * -inf = NaN un-jitted
-    # (jitted, XLA happens to simplify it away).
-    np.testing.assert_array_equal([mh[0], mp[0]], [0.0, 0.0])
-    # The label's score +inf: the limit 0 (optax: inf - inf = NaN).
-    assert mh[1] == 0.0 and mp[1] == 0.0 and np.isnan(oh[1])
-    chex.assert_tree_all_finite(grad[:3])
-    np.testing.assert_array_equal(grad[:2], 0.0)
-    # A label out of range: NaN; optax's one-hot of it is all zeros, a finite number.
-    assert np.isnan(mh[3]) and np.isnan(mp[3])
-    np.testing.assert_allclose([oh[3], op[3]], [3.0, 2.0])
-    np.testing.assert_array_equal(grad[3], 0.0)
-    # A target of 0 (0/1 labels passed as ±1): NaN; optax returns 1 as if it were fine.
-    assert np.isnan(h[2]) and oh_bin[2] == 1.0
-    np.testing.assert_array_equal(h[[0, 1, 3]], [0.0, INF, 0.0])
-    # At the kink (margin exactly 1) the slope is 0, as torch's; optax's jnp.maximum gives half.
+def test_infinite_scores_and_bad_targets():
+    got = results()
+    for name in ("hinge", "perceptron"):  # f [inf, -inf, inf, -inf, 3], t [1, -1, -1, 1, 0]
+        loss, grad = (x[EDGE_F] for x in got["ours"][name])
+        np.testing.assert_array_equal(loss[:4], [0.0, 0.0, INF, INF], err_msg=name)
+        np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0, -1.0, 0.0], err_msg=name)
+        # A target of 0 (0/1 labels passed as ±1): NaN; optax returns a number as if fine.
+        assert np.isnan(loss[4]) and np.isfinite(got["optax"][name][0][EDGE_F][4])
+
+
+def test_multiclass_edges_better_than_optax():
+    got = results()
+    for name in ("multiclass_hinge", "multiclass_perceptron"):
+        (loss, grad), (optax_loss, optax_grad) = (
+            (x[EDGE_S] for x in got[k][name]) for k in ("ours", "optax")
+        )
+        # A -inf score (row 0): the finite loss (optax's one-hot dot product gives 0 * -inf =
+        # NaN un-jitted; jitted, XLA happens to simplify it away).
+        assert np.isfinite(loss[0]) and np.isfinite(grad[0]).all()
+        # The label's score +inf (row 1): the limit 0 with a zero gradient (optax: NaN).
+        assert loss[1] == 0.0 and np.isnan(optax_loss[1])
+        np.testing.assert_array_equal(grad[1], 0.0)
+        # A label out of range (row 3): NaN, zero gradient; optax's one-hot of it is all
+        # zeros, a finite number.
+        assert np.isnan(loss[3]) and np.isfinite(optax_loss[3])
+        np.testing.assert_array_equal(grad[3], 0.0)
+    # At the kink (row 2: margin exactly 1) the slope is 0, as torch's; optax gives half.
+    loss, grad = (x[EDGE_S] for x in got["ours"]["multiclass_hinge"])
+    assert loss[2] == 0.0
     np.testing.assert_array_equal(grad[2], 0.0)
-    np.testing.assert_array_equal(got["optax_grad"][2], [0.5, 0.0, -0.5])
-
-
-def test_infinite_binary_scores():
-    for loss, grad in results()["inf"]:  # f = [inf, -inf, inf, -inf], t = [1, -1, -1, 1]
-        np.testing.assert_array_equal(loss, [0.0, 0.0, INF, INF])
-        np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0, -1.0])
-
-
-def test_half_precision_computed_in_float32():
-    for half, full in results()["half"].values():
-        assert all(g.dtype == np.float32 for g in half)
-        chex.assert_trees_all_close(half, full, rtol=1e-6)
+    np.testing.assert_array_equal(
+        got["optax"]["multiclass_hinge"][1][EDGE_S][2, :3], [0.5, 0, -0.5]
+    )
 
 
 def test_no_retrace_across_values():
@@ -261,8 +265,8 @@ def test_no_retrace_across_values():
 # ------------------------------------------------------------------ static errors
 
 STATIC_ERRORS = [
-    (HINGE, (F, T[:, :3]), ValueError, r"hinge_loss: `targets` must have the same shape"),
-    (PERC, (F[:, :1], T[:, 0]), ValueError, r"perceptron_loss: `targets` must have the same"),
+    (HINGE, (F, T[:3]), ValueError, r"hinge_loss: `targets` must have the same shape"),
+    (PERC, (F[:, None], T), ValueError, r"perceptron_loss: `targets` must have the same"),
     (HINGE, (LAB, LAB), TypeError, r"hinge_loss: `predictor_outputs` must be a floating"),
     (HINGE, (F, T > 0), TypeError, r"hinge_loss: `targets` must be -1 or \+1 .* got dtype bool"),
     (PERC, (F, T + 0j), TypeError, r"perceptron_loss: `targets` must be real"),
@@ -287,12 +291,8 @@ def test_static_errors(case):
 
 
 def test_checked_raises_for_bad_values():
-    t = T.copy()
-    t[1, 2] = 0.0
-    cases = [
-        (HINGE, (F, t), r"hinge_loss: `targets` has values other than -1 and \+1"),
-        (MPERC, (S, LAB - 1), r"multiclass_perceptron_loss: `labels` has values outside \[0, 5\)"),
-    ]
-    for fn, args, match in cases:
-        with pytest.raises(checkify.JaxRuntimeError, match=match):
-            jaxloss.checked(jax.jit(lambda *a, fn=fn: fn(*a)))(*args)
+    # T has a target 0 (T_EDGE), LAB a label 5 (row 7): one checked program for both.
+    with pytest.raises(checkify.JaxRuntimeError, match=r"`targets` has values other than -1"):
+        jaxloss.checked(jax.jit(lambda f, t: HINGE(f, t)))(F, T)
+    with pytest.raises(checkify.JaxRuntimeError, match=r"`labels` has values outside \[0, 5\)"):
+        jaxloss.checked(jax.jit(lambda s, y: MPERC(s, y)))(S, LAB)
