@@ -9,6 +9,7 @@ its log-prediction is -inf (optax and torch give NaN there).
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any
 
@@ -103,12 +104,19 @@ def kl_divergence(
       [0.6931 0.7136]
 
     Reference: Kullback and Leibler, "On Information and Sufficiency", 1951. Equals
-    `optax.kl_divergence` and `torch.nn.functional.kl_div(log_predictions, targets,
+    `optax.losses.kl_divergence` and `torch.nn.functional.kl_div(log_predictions, targets,
     reduction='none', log_target=False).sum(axis)` where those are finite.
     """
     fn = "kl_divergence"
     lp, t, axes = _inputs(fn, log_predictions, targets, "targets", axis, where)
     _non_negative(fn, t)
+    return _kl_core(lp, t, axes)
+
+
+# The numeric cores are jitted: an un-jitted call compiles one program instead of one per
+# operation. The checks stay outside them, so `jaxloss.checked` still sees every one.
+@functools.partial(jax.jit, static_argnames="axes")
+def _kl_core(lp: jax.Array, t: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     pos = t > 0
     # Double where: the t = 0 branch computes on (t, lp) = (1, 0), so no 0 * inf or 1/0 reaches
     # the gradient.
@@ -144,12 +152,16 @@ def kl_divergence_with_log_targets(
       >>> print(jaxloss.kl_divergence_with_log_targets(log_p, jnp.stack([log_t, log_t])))
       [0.1438 0.    ]
 
-    Reference: equals `optax.kl_divergence_with_log_targets` and
+    Reference: equals `optax.losses.kl_divergence_with_log_targets` and
     `torch.nn.functional.kl_div(log_predictions, log_targets, reduction='none',
     log_target=True).sum(axis)` where those are finite.
     """
     fn = "kl_divergence_with_log_targets"
-    lp, lt, axes = _inputs(fn, log_predictions, log_targets, "log_targets", axis, where)
+    return _kl_log_core(*_inputs(fn, log_predictions, log_targets, "log_targets", axis, where))
+
+
+@functools.partial(jax.jit, static_argnames="axes")
+def _kl_log_core(lp: jax.Array, lt: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     pos = lt > -jnp.inf
     lt_pos, lp_pos = jnp.where(pos, lt, 0), jnp.where(pos, lp, 0)
     gap = lt_pos - lp_pos
@@ -190,7 +202,7 @@ def generalized_kl_divergence(
       [3.3863e+00 1.0000e-03]
 
     Reference: Boyd and Vandenberghe, "Convex Optimization", 2004, p. 90; Bregman 1967. Equals
-    `optax.generalized_kl_divergence` (up to its rounding) and the sum of
+    `optax.losses.generalized_kl_divergence` (up to its rounding) and the sum of
     `scipy.special.kl_div(targets, exp(log_predictions))`.
     """
     return _generalized_kl("generalized_kl_divergence", log_predictions, targets, axis, where)
@@ -212,7 +224,7 @@ def convex_kl_divergence(
       >>> print(jaxloss.convex_kl_divergence(log_p, t))
       [1.1927 0.    ]
 
-    Reference: equals `optax.convex_kl_divergence`.
+    Reference: equals `optax.losses.convex_kl_divergence`.
     """
     return _generalized_kl("convex_kl_divergence", log_predictions, targets, axis, where)
 
@@ -220,6 +232,11 @@ def convex_kl_divergence(
 def _generalized_kl(fn, log_predictions, targets, axis, where):
     lp, t, axes = _inputs(fn, log_predictions, targets, "targets", axis, where)
     _non_negative(fn, t)
+    return _generalized_kl_core(lp, t, axes)
+
+
+@functools.partial(jax.jit, static_argnames="axes")
+def _generalized_kl_core(lp: jax.Array, t: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     return jnp.sum(_generalized_kl_terms(lp, t), axis=axes)
 
 
