@@ -1,14 +1,20 @@
-"""Regression losses: squared and absolute error, their means, RMSE and Huber.
+"""Regression losses: squared, ½-squared and absolute error, their means, RMSE, Huber, log-cosh,
+and the cosine similarity / distance of vectors.
 
 MSE is the Gaussian negative log-likelihood up to constants (see `jaxloss.gaussian_nll`); MAE the
-Laplace one. `squared_error`, `absolute_error` and `huber_loss` are elementwise; `mse`, `rmse` and
-`mae` reduce the whole sample to a scalar.
+Laplace one. `squared_error`, `l2_loss`, `absolute_error`, `huber_loss` and `log_cosh` are
+elementwise; `mse`, `rmse` and `mae` reduce the whole sample to a scalar; `cosine_similarity` and
+`cosine_distance` reduce the vector axis (or axes) and return one value per remaining position.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from jaxloss import _checks
 
@@ -60,6 +66,28 @@ def squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     Matches `optax.squared_error` (which, unlike this, broadcasts mismatched shapes).
     """
     return jnp.square(_errors("squared_error", predictions, targets))
+
+
+def l2_loss(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Elementwise half squared error `½(predictions − targets)²`, gradient `predictions − targets`.
+
+    The ½ makes it the Gaussian negative log-likelihood with unit variance, up to a constant.
+
+    Args:
+      predictions: floating array, any shape.
+      targets: array of the same shape.
+
+    Returns:
+      Array of `predictions.shape` (float32 for half-precision input).
+
+    Example:
+      >>> jaxloss.l2_loss(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0]))
+      Array([0.5, 2. ], dtype=float32)
+
+    Matches `optax.l2_loss` (which, unlike this, broadcasts mismatched shapes and lets `targets`
+    default to zeros) and `torch.nn.functional.mse_loss(reduction='none') / 2`.
+    """
+    return 0.5 * jnp.square(_errors("l2_loss", predictions, targets))
 
 
 def absolute_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
@@ -193,3 +221,201 @@ def huber_loss(predictions: jax.Array, targets: jax.Array, *, delta: float = 1.0
     slope = jnp.where(abs_error >= delta, delta, 0)
     loss = 0.5 * jnp.square(quadratic) + slope * linear
     return jnp.where(valid, loss, jnp.nan)
+
+
+# ------------------------------------------------------------------------------------ log-cosh
+
+_LOG2 = math.log(2.0)
+
+
+@jax.custom_jvp
+def _log_cosh(e: jax.Array) -> jax.Array:
+    a = jnp.abs(e)
+    near = a < 1
+    # Near 0, log cosh e = log1p(cosh e − 1) with cosh e − 1 = s² / (2(1 + s)), s = expm1(|e|): no
+    # cancellation (optax's logaddexp(e, −e) − log 2 cancels to 0 below |e| ≈ 3e-4 in float32).
+    s = jnp.expm1(jnp.where(near, a, 0))  # the unused branch never overflows
+    small = jnp.log1p(s * s / (2 * (1 + s)))
+    # Far from 0, |e| − log 2 + log1p(exp(−2|e|)): no cosh to overflow, and no cancellation
+    # since the result is at least log cosh 1 ≈ 0.43.
+    large = (a - _LOG2) + jnp.log1p(jnp.exp(-2 * a))
+    return jnp.where(near, small, large)
+
+
+@_log_cosh.defjvp
+def _log_cosh_jvp(primals, tangents):
+    # d/de log cosh e = tanh e: bounded and exact everywhere (±1 at ±inf); its own derivative
+    # 1 − tanh² gives the second order.
+    (e,), (de,) = primals, tangents
+    return _log_cosh(e), jnp.tanh(e) * de
+
+
+def log_cosh(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """Elementwise log-cosh loss `log(cosh(e))`, `e = predictions − targets`.
+
+    About `½e²` for small `|e|` and `|e| − log 2` for large `|e|`: like Huber, but smooth (twice
+    differentiable). Its gradient is `tanh(e)`.
+
+    Args:
+      predictions: floating array, any shape.
+      targets: array of the same shape.
+
+    Returns:
+      Array of `predictions.shape`; NaN where an input is NaN (`jaxloss.checked` raises there),
+      `inf` with gradient ±1 where `e` is ±inf.
+
+    Example:
+      >>> jaxloss.log_cosh(jnp.array([1e-4, 1.0, 1e4]), jnp.zeros(3))
+      Array([5.0000004e-09, 4.3378082e-01, 9.9993066e+03], dtype=float32)
+
+    Matches `optax.log_cosh` to float32 roundoff for `|e| ≳ 0.01`, and is exact to float32
+    precision below, where optax loses digits to cancellation (relative error ~ 1e-7 / e²; 0 below
+    `|e| ≈ 3e-4`). Both are finite for large `|e|`.
+    Reference: Chen et al., "Log Hyperbolic Cosine Loss Improves Variational Auto-Encoder", 2019.
+    """
+    return _log_cosh(_errors("log_cosh", predictions, targets))
+
+
+# ---------------------------------------------------------------------------------- cosine
+
+
+def _axes(fn: str, axis: Any, ndim: int) -> tuple[int, ...]:
+    """`axis` (an int, a tuple of ints or None for all) as sorted non-negative axes of `ndim`."""
+    if axis is None:
+        return tuple(range(ndim))
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for item in items:
+        try:
+            a = _checks.integer(fn, "axis", item)
+        except TypeError:
+            raise TypeError(
+                f"jaxloss.{fn}: `axis` must be an int, a tuple of ints or None; got {axis!r}."
+            ) from None
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"jaxloss.{fn}: `axis` must lie in [{-ndim}, {ndim}) for `predictions` of "
+                f"{ndim} dimension(s); got {axis!r}."
+            )
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"jaxloss.{fn}: `axis` repeats an axis; got {axis!r}.")
+    return tuple(sorted(out))
+
+
+def _unit(x: jax.Array, axes: tuple[int, ...], min_norm: jax.Array) -> jax.Array:
+    """`x / max(‖x‖, min_norm)` over `axes`, and 0 (with gradient 0) where that divisor is 0."""
+    # The cosine is scale-invariant: dividing by max|x| first keeps Σx² within float range (optax
+    # gives cos 0 for entries ~1e20 in float32, where Σx² overflows, and NaN for ~1e-25).
+    scale = lax.stop_gradient(jnp.max(jnp.abs(x), axis=axes, keepdims=True))
+    scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1)
+    # Capped: XLA divides by multiplying with 1/scale, which flushes to 0 for scale > 1/tiny
+    # (float32 x / 2e38 gives 0, not 0.5); scaled entries up to max^¼ still square safely.
+    scale = jnp.minimum(scale, float(jnp.finfo(x.dtype).max) ** 0.75)
+    scaled = x / scale
+    sum_sq = jnp.sum(jnp.square(scaled), axis=axes, keepdims=True)
+    # Double where: √ has an infinite derivative at 0 (a zero vector).
+    zero = sum_sq == 0
+    norm = jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, sum_sq)))
+    divisor = jnp.maximum(norm, min_norm / scale)
+    none = divisor == 0  # a zero vector with epsilon = 0: no direction
+    return jnp.where(none, 0, scaled / jnp.where(none, 1, divisor))
+
+
+def _cosine(fn, predictions, targets, epsilon, axis, where) -> jax.Array:
+    predictions, targets = _checks.float_pair(fn, "predictions", predictions, "targets", targets)
+    _checks.non_empty(fn, "predictions", predictions)
+    axes = _axes(fn, axis, predictions.ndim)
+    _checks.scalar(fn, "epsilon", epsilon)
+    valid = _checks.hyperparameter_ok(fn, "epsilon", epsilon, low=0)
+    _checks.not_nan(fn, "predictions", predictions)
+    _checks.not_nan(fn, "targets", targets)
+    if where is not None:
+        where = _checks.real(fn, "where", where)
+        _checks.mask_shape(fn, "where", where, predictions.shape)
+        # Zero the inputs themselves (not the products): an inf or NaN left out by the mask then
+        # never reaches the value or the gradient.
+        predictions = jnp.where(where, predictions, 0)
+        targets = jnp.where(where, targets, 0)
+    dtype = predictions.dtype
+    # epsilon bounds the squared norm (optax's convention): the norms are clipped at √epsilon.
+    min_norm = jnp.sqrt(jnp.where(valid, jnp.asarray(epsilon, dtype), 0))
+    cos = jnp.sum(_unit(predictions, axes, min_norm) * _unit(targets, axes, min_norm), axis=axes)
+    return jnp.where(valid, cos, jnp.nan)
+
+
+_COSINE_ARGS = """Args:
+      predictions: floating array of vectors along `axis`, e.g. `(..., dim)`.
+      targets: array of the same shape.
+      epsilon: lower bound on the squared norms, a scalar ≥ 0 (default 0): each norm is
+        `max(‖x‖, √epsilon)`. May be traced: a traced negative (or NaN) `epsilon` gives NaN,
+        and `jaxloss.checked` raises.
+      axis: the vector axis: an int, a tuple of ints or None (all axes). Default -1.
+      where: optional boolean mask of `predictions.shape`; masked-out entries take no part (as if
+        0, in both vectors)."""
+
+
+def cosine_similarity(
+    predictions: jax.Array,
+    targets: jax.Array,
+    *,
+    epsilon: float = 0.0,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.Array | None = None,
+) -> jax.Array:
+    """Cosine of the angle between vectors: `⟨p, t⟩ / (max(‖p‖, √ε) · max(‖t‖, √ε))`.
+
+    A zero vector (with `epsilon = 0`) has no direction: its cosine with anything is defined as 0
+    (the mean of the cosine over all directions), with gradient 0 w.r.t. both vectors, where
+    optax gives NaN and torch (`eps=1e-8`) a gradient ~1e8. With `epsilon > 0` the function is
+    smooth there (value 0, gradient `t / (√ε ‖t‖)`), as optax's.
+
+    {args}
+
+    Returns:
+      Array of `predictions.shape` without the `axis` axes, values in [-1, 1]; NaN where a
+      vector has a NaN or ±inf entry (`jaxloss.checked` raises for NaN input).
+
+    Example:
+      >>> p = jnp.array([[1.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+      >>> jaxloss.cosine_similarity(p, jnp.array([[0.0, 2.0], [6.0, 8.0], [1.0, 0.0]]))
+      Array([0., 1., 0.], dtype=float32)
+
+    Matches `optax.cosine_similarity` (same `epsilon`, `axis` and `where`) wherever optax is
+    finite, and `torch.nn.functional.cosine_similarity(p, t, dim, eps)` with `epsilon = eps²`.
+    Unlike both, it is exact for float32 entries beyond ~1e19 or below ~1e-19, where `‖x‖²`
+    over- or underflows (optax: 0 or NaN; torch: 0 or ~1e-17 for a cosine of 0.77).
+    """
+    return _cosine("cosine_similarity", predictions, targets, epsilon, axis, where)
+
+
+def cosine_distance(
+    predictions: jax.Array,
+    targets: jax.Array,
+    *,
+    epsilon: float = 0.0,
+    axis: int | tuple[int, ...] | None = -1,
+    where: jax.Array | None = None,
+) -> jax.Array:
+    """Cosine distance `1 − cosine_similarity(predictions, targets)`, in [0, 2].
+
+    A zero vector (with `epsilon = 0`) is at distance 1 from everything, with gradient 0 (see
+    `jaxloss.cosine_similarity`).
+
+    {args}
+
+    Returns:
+      Array of `predictions.shape` without the `axis` axes.
+
+    Example:
+      >>> jaxloss.cosine_distance(jnp.array([1.0, 0.0]), jnp.array([-2.0, 0.0]))
+      Array(2., dtype=float32)
+
+    Matches `optax.cosine_distance` wherever optax is finite, and
+    `1 − torch.nn.functional.cosine_similarity(p, t, dim, eps)` with `epsilon = eps²`.
+    """
+    return 1 - _cosine("cosine_distance", predictions, targets, epsilon, axis, where)
+
+
+cosine_similarity.__doc__ = cosine_similarity.__doc__.format(args=_COSINE_ARGS)
+cosine_distance.__doc__ = cosine_distance.__doc__.format(args=_COSINE_ARGS)
