@@ -1,9 +1,13 @@
-"""Overlap losses for segmentation masks: dice, Tversky and Jaccard (one implementation).
+"""Overlap losses for segmentation masks: dice, Tversky, Jaccard and generalised dice.
 
 A sample is an array `(..., C)` of per-position class scores (class axis last); the loss reduces the
 whole sample to a scalar. Every sum runs over all axes but the last, so a whole batch passed as one
 "sample" gives the batch dice (one ratio over the batch); `jax.vmap` over the batch gives one loss
 per sample, whose mean is MONAI's default (`batch=False`, `reduction="mean"`).
+
+`dice_loss`, `jaccard_loss` and `tversky_loss` are the mean of per-class ratios (one
+implementation, `tversky_loss` with fixed α, β); `generalized_dice_loss` pools the classes,
+weighted by their inverse target volume, into a single ratio (Sudre et al. 2017, as MONAI).
 """
 
 from __future__ import annotations
@@ -16,6 +20,101 @@ import jax.numpy as jnp
 from jaxloss import _checks
 
 _ACTIVATIONS = ("softmax", "sigmoid")
+
+
+def _checked_predictions(
+    fn: str, predictions: Any, from_logits: bool, activation: str, include_background: bool
+) -> tuple[jax.Array, bool, bool]:
+    """Static checks shared by every overlap loss: predictions, activation and the bool options."""
+    predictions = _checks.as_logits(fn, "predictions", predictions)
+    _checks.has_class_axis(fn, "predictions", predictions)
+    # No class or no position: the mean over classes, or every ratio, would be 0/0.
+    _checks.non_empty(fn, "predictions", predictions, axis=-1)
+    _checks.non_empty(fn, "predictions", predictions)
+    num_classes = predictions.shape[-1]
+    from_logits = _checks.flag(fn, "from_logits", from_logits)
+    include_background = _checks.flag(fn, "include_background", include_background)
+    _checks.one_of(fn, "activation", activation, _ACTIVATIONS)
+    if from_logits and activation == "softmax" and num_classes < 2:
+        raise ValueError(
+            f"jaxloss.{fn}: `activation='softmax'` needs at least 2 classes (a softmax over one "
+            f"class is always 1); got predictions.shape[-1] = {num_classes}. Use "
+            "activation='sigmoid' for a single foreground channel."
+        )
+    if not include_background and num_classes < 2:
+        raise ValueError(
+            f"jaxloss.{fn}: `include_background=False` needs at least 2 classes (class 0 is "
+            f"dropped); got predictions.shape[-1] = {num_classes}."
+        )
+    return predictions, from_logits, include_background
+
+
+def _probabilities_and_targets(
+    fn: str, predictions: jax.Array, targets: Any, *, from_logits: bool, activation: str
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(probabilities, float targets of their shape, valid): checks the targets, applies the
+    activation, one-hot encodes integer targets; valid is False where a value is out of range."""
+    num_classes = predictions.shape[-1]
+    targets = _checks.real(fn, "targets", targets)
+    integer_targets = jnp.issubdtype(targets.dtype, jnp.integer)
+    if integer_targets:
+        if targets.shape == predictions.shape:
+            raise TypeError(
+                f"jaxloss.{fn}: integer `targets` are class indices of shape "
+                f"predictions.shape[:-1] = {predictions.shape[:-1]}; got an integer array of the "
+                f"predictions' shape {targets.shape}. Pass a one-hot mask as a float or bool array."
+            )
+        _checks.integer_labels_shape(
+            fn, predictions, targets, logits_name="predictions", labels_name="targets"
+        )
+        in_bounds = (targets >= 0) & (targets < num_classes)
+        _checks.runtime_check(
+            fn, in_bounds, f"`targets` has class indices outside [0, {num_classes})."
+        )
+        valid = jnp.all(in_bounds)
+    else:
+        predictions, targets = _checks.float_pair(
+            fn, "predictions", predictions, "targets", targets
+        )
+        _checks.probabilities(fn, "targets", targets)
+        valid = jnp.all((targets >= 0) & (targets <= 1))
+
+    if not from_logits:
+        probs = predictions
+        _checks.probabilities(fn, "predictions", probs)
+        valid &= jnp.all((probs >= 0) & (probs <= 1))
+    elif activation == "softmax":
+        _checks.softmax_logits(fn, "predictions", predictions)
+        probs = jax.nn.softmax(predictions, axis=-1)
+    else:
+        _checks.not_nan(fn, "predictions", predictions)
+        probs = jax.nn.sigmoid(predictions)
+    if integer_targets:
+        # One-hot keeps a single code path; it costs one array the size of the probabilities.
+        targets = jax.nn.one_hot(targets, num_classes, dtype=probs.dtype)
+    return probs, targets, valid
+
+
+def _overlap_sums(
+    probs: jax.Array, targets: jax.Array, squared: bool
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-class (I, FP, FN) summed over every axis but the last: I = Σpt, FP = Σp^k − I,
+    FN = Σt^k − I (MONAI's tp/fp/fn, k = 2 if squared)."""
+    axes = tuple(range(probs.ndim - 1))
+    intersection = jnp.sum(probs * targets, axis=axes)
+    # FP and FN summed in a form that avoids cancellation, so a near-perfect prediction keeps its
+    # small loss.
+    excess_p = probs if squared else jnp.ones_like(probs)
+    excess_t = targets if squared else jnp.ones_like(targets)
+    false_pos = jnp.sum(probs * (excess_p - targets), axis=axes)
+    false_neg = jnp.sum(targets * (excess_t - probs), axis=axes)
+    return intersection, false_pos, false_neg
+
+
+def _ratio(mismatch: jax.Array, denominator: jax.Array) -> jax.Array:
+    """mismatch/denominator with 0/0 (empty masks, s = 0) defined as loss 0 with zero gradient."""
+    empty = denominator == 0
+    return jnp.where(empty, 0.0, mismatch / jnp.where(empty, 1.0, denominator))
 
 
 def _overlap_loss(
@@ -33,27 +132,11 @@ def _overlap_loss(
     beta: Any,
 ) -> jax.Array:
     """The one implementation behind dice_loss, jaccard_loss and tversky_loss (see tversky_loss)."""
-    predictions = _checks.as_logits(fn, "predictions", predictions)
-    _checks.has_class_axis(fn, "predictions", predictions)
-    # No class or no position: the mean over classes, or every ratio, would be 0/0.
-    _checks.non_empty(fn, "predictions", predictions, axis=-1)
-    _checks.non_empty(fn, "predictions", predictions)
+    predictions, from_logits, include_background = _checked_predictions(
+        fn, predictions, from_logits, activation, include_background
+    )
     num_classes = predictions.shape[-1]
-    from_logits = _checks.flag(fn, "from_logits", from_logits)
     squared = _checks.flag(fn, "squared", squared)
-    include_background = _checks.flag(fn, "include_background", include_background)
-    _checks.one_of(fn, "activation", activation, _ACTIVATIONS)
-    if from_logits and activation == "softmax" and num_classes < 2:
-        raise ValueError(
-            f"jaxloss.{fn}: `activation='softmax'` needs at least 2 classes (a softmax over one "
-            f"class is always 1); got predictions.shape[-1] = {num_classes}. Use "
-            "activation='sigmoid' for a single foreground channel."
-        )
-    if not include_background and num_classes < 2:
-        raise ValueError(
-            f"jaxloss.{fn}: `include_background=False` needs at least 2 classes (class 0 is "
-            f"dropped); got predictions.shape[-1] = {num_classes}."
-        )
     # Hyperparameters may be traced (vmapped over): out of range then gives NaN.
     valid = True
     for name, value in (("smooth", smooth), ("alpha", alpha), ("beta", beta)):
@@ -63,58 +146,15 @@ def _overlap_loss(
         class_weights = _checks.as_float(fn, "class_weights", class_weights)
         _checks.class_vector_shape(fn, "class_weights", class_weights, num_classes)
         valid &= _checks.hyperparameter_ok(fn, "class_weights", class_weights, low=0.0)
+    probs, targets, targets_valid = _probabilities_and_targets(
+        fn, predictions, targets, from_logits=from_logits, activation=activation
+    )
+    valid &= targets_valid
 
-    targets = _checks.real(fn, "targets", targets)
-    integer_targets = jnp.issubdtype(targets.dtype, jnp.integer)
-    if integer_targets:
-        if targets.shape == predictions.shape:
-            raise TypeError(
-                f"jaxloss.{fn}: integer `targets` are class indices of shape "
-                f"predictions.shape[:-1] = {predictions.shape[:-1]}; got an integer array of the "
-                f"predictions' shape {targets.shape}. Pass a one-hot mask as a float or bool array."
-            )
-        _checks.integer_labels_shape(
-            fn, predictions, targets, logits_name="predictions", labels_name="targets"
-        )
-        in_bounds = (targets >= 0) & (targets < num_classes)
-        _checks.runtime_check(
-            fn, in_bounds, f"`targets` has class indices outside [0, {num_classes})."
-        )
-        valid &= jnp.all(in_bounds)
-    else:
-        predictions, targets = _checks.float_pair(
-            fn, "predictions", predictions, "targets", targets
-        )
-        _checks.probabilities(fn, "targets", targets)
-        valid &= jnp.all((targets >= 0) & (targets <= 1))
-
-    if not from_logits:
-        probs = predictions
-        _checks.probabilities(fn, "predictions", probs)
-        valid &= jnp.all((probs >= 0) & (probs <= 1))
-    elif activation == "softmax":
-        _checks.softmax_logits(fn, "predictions", predictions)
-        probs = jax.nn.softmax(predictions, axis=-1)
-    else:
-        _checks.not_nan(fn, "predictions", predictions)
-        probs = jax.nn.sigmoid(predictions)
-    if integer_targets:
-        # One-hot keeps a single code path; it costs one array the size of the probabilities.
-        targets = jax.nn.one_hot(targets, num_classes, dtype=probs.dtype)
-
-    axes = tuple(range(probs.ndim - 1))
-    intersection = jnp.sum(probs * targets, axis=axes)
-    # FP = Σp^k − I and FN = Σt^k − I (MONAI's tp/fp/fn, k = 2 if squared), summed in a form that
-    # avoids cancellation, so a near-perfect prediction keeps its small loss.
-    excess_p = probs if squared else jnp.ones_like(probs)
-    excess_t = targets if squared else jnp.ones_like(targets)
-    false_pos = jnp.sum(probs * (excess_p - targets), axis=axes)
-    false_neg = jnp.sum(targets * (excess_t - probs), axis=axes)
+    intersection, false_pos, false_neg = _overlap_sums(probs, targets, squared)
     mismatch = 2 * alpha * false_pos + 2 * beta * false_neg
-    denominator = 2 * intersection + mismatch + smooth
     # 1 − (2I + s)/den = mismatch/den; den = 0 only for empty masks with s = 0: loss 0, zero grad.
-    empty = denominator == 0
-    per_class = jnp.where(empty, 0.0, mismatch / jnp.where(empty, 1.0, denominator))
+    per_class = _ratio(mismatch, 2 * intersection + mismatch + smooth)
 
     if class_weights is not None:
         per_class = per_class * class_weights.astype(per_class.dtype)
@@ -329,3 +369,111 @@ def jaccard_loss(
         alpha=1.0,
         beta=1.0,
     )
+
+
+_WEIGHT_POWERS = {"square": 2, "simple": 1, "uniform": 0}
+
+
+def generalized_dice_loss(
+    predictions: Any,
+    targets: Any,
+    *,
+    w_type: str = "square",
+    from_logits: bool = True,
+    activation: str = "softmax",
+    smooth: float = 1e-5,
+    include_background: bool = True,
+) -> jax.Array:
+    r"""Generalised dice loss of one segmentation sample (Sudre et al. 2017): one weighted ratio.
+
+    With p the predicted probabilities, g the targets, sums over all positions i and classes c::
+
+        G_c = Σ_i g_ci,   w_c = 1 / G_c^2 ("square"),  1 / G_c ("simple"),  1 ("uniform")
+        loss = 1 − (2 Σ_c w_c Σ_i p_ci g_ci + s) / (Σ_c w_c Σ_i (p_ci + g_ci) + s)
+
+    The classes are pooled into one ratio before dividing, so a small structure weighs as much
+    as a large one without its own 0/0-prone ratio. A class absent from the target (G_c = 0, an
+    infinite weight) gets the largest weight of the present classes, as MONAI does; if no class
+    is present, every weight is 0 (MONAI) and the loss is 1 − s/s = 0, whatever the predictions
+    (with s = 0 that 0/0 is defined as 0, zero gradient). `w_type="uniform"` pools without
+    weights: 1 − (2 Σ I + s)/(Σ P + Σ T + s).
+
+    Not optax's `multiclass_generalized_dice_loss`, which is a weighted *mean of per-class dice
+    losses* Σ_c w_c L_c / Σ_c w_c (w_c = 1/(G_c² + 1e-7), smoothing per class) rather than the
+    paper's ratio of weighted sums: the two differ whenever the per-class dice differ, and there
+    an absent class's weight 1e7 makes optax's loss that class's dice loss alone.
+
+    The weights are computed as ratios (G_min/G_c)^k of the smallest present G (numerator,
+    denominator and s scaled by G_min^k, the same loss): they never overflow, where MONAI's
+    float32 1/G_c² is infinite for G_c < 5.4e-20 and then treated as absent.
+
+    Args:
+        predictions: `(..., C)` floating logits (`from_logits=True`) or probabilities in [0, 1].
+            float16/bfloat16 are computed in float32.
+        targets: `(..., C)` one-hot masks or probabilities in [0, 1] (float or bool), or integer
+            class indices in [0, C) of shape `predictions.shape[:-1]`.
+        w_type: `"square"` (the paper's), `"simple"` or `"uniform"`, as MONAI's `w_type`.
+        from_logits: apply `activation` to `predictions` first.
+        activation: `"softmax"` (mutually exclusive classes, C ≥ 2) or `"sigmoid"` (independent
+            channels, multi-label).
+        smooth: scalar s ≥ 0 added to numerator and denominator (MONAI's `smooth_nr = smooth_dr
+            = s`; default MONAI's 1e-5: the weighted sums are of order 1/G, so `dice_loss`'s
+            s = 1 would swamp them).
+        include_background: with False, class 0 is left out, before the weights are computed.
+
+    Returns:
+        A scalar in [0, 1]. NaN if a probability is outside [0, 1], a class index outside
+        [0, C) or a traced `smooth` negative; `jaxloss.checked` raises there. The sums run over
+        every axis but the last, so a batch `(B, ..., C)` passed whole gives MONAI's
+        `batch=True`; `jax.vmap` gives one loss per sample. Under `jax.jit` pass the string and
+        bool options statically; `smooth` may be traced.
+
+    Raises:
+        ValueError: at trace time for an empty sample, an unknown `w_type` or `activation`, a
+            concrete negative `smooth` or a shape mismatch.
+        TypeError: for complex or non-numeric inputs, integer logits, a non-scalar `smooth`, and
+            `from_logits` or `include_background` not a bool.
+
+    Example:
+        >>> logits = jnp.array([[2.0, -1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
+        >>> labels = jnp.array([0, 1, 1])
+        >>> jaxloss.generalized_dice_loss(logits, labels)
+        Array(0.5007..., dtype=float32)
+
+    Reference: Sudre et al. 2017, "Generalised dice overlap as a deep learning loss function for
+    highly unbalanced segmentations"; equals `monai.losses.GeneralizedDiceLoss(w_type,
+    smooth_nr=s, smooth_dr=s)` per sample (`batch=False`, `soft_label=False`).
+    """
+    fn = "generalized_dice_loss"
+    _checks.one_of(fn, "w_type", w_type, _WEIGHT_POWERS)
+    power = _WEIGHT_POWERS[w_type]
+    predictions, from_logits, include_background = _checked_predictions(
+        fn, predictions, from_logits, activation, include_background
+    )
+    _checks.scalar(fn, "smooth", smooth)
+    valid = _checks.hyperparameter_ok(fn, "smooth", smooth, low=0.0)
+    probs, targets, targets_valid = _probabilities_and_targets(
+        fn, predictions, targets, from_logits=from_logits, activation=activation
+    )
+    valid &= targets_valid
+    if not include_background:
+        probs, targets = probs[..., 1:], targets[..., 1:]
+
+    intersection, false_pos, false_neg = _overlap_sums(probs, targets, squared=False)
+    volume = jnp.sum(targets, axis=tuple(range(targets.ndim - 1)))  # G_c, exact for masks
+    if power:
+        present = volume > 0
+        any_present = jnp.any(present)
+        # w_c / max w = (G_min / G_c)^k for present classes, 1 (the max) for absent ones, all 0
+        # with none present; the double where keeps the gradient finite at G_c = 0.
+        smallest = jnp.min(jnp.where(present, volume, jnp.inf))
+        smallest = jnp.where(any_present, smallest, 1.0)
+        ratio = smallest / jnp.where(present, volume, 1.0)
+        weights = jnp.where(present, ratio**power, any_present.astype(ratio.dtype))
+        smooth = smooth * smallest**power  # s scaled as the weights were: divided by max w
+    else:
+        weights = jnp.ones_like(volume)
+    mismatch = jnp.sum(weights * (false_pos + false_neg))
+    denominator = jnp.sum(weights * (2 * intersection + false_pos + false_neg)) + smooth
+    # 1 − (2 Σ w I + s)/den = Σ w (FP + FN)/den, without cancellation.
+    return jnp.where(valid, _ratio(mismatch, denominator), jnp.nan)
