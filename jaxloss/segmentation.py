@@ -391,12 +391,12 @@ def generalized_dice_loss(
         G_c = Σ_i g_ci,   w_c = 1 / G_c^2 ("square"),  1 / G_c ("simple"),  1 ("uniform")
         loss = 1 − (2 Σ_c w_c Σ_i p_ci g_ci + s) / (Σ_c w_c Σ_i (p_ci + g_ci) + s)
 
-    The classes are pooled into one ratio before dividing, so a small structure weighs as much
-    as a large one without its own 0/0-prone ratio. A class absent from the target (G_c = 0, an
-    infinite weight) gets the largest weight of the present classes, as MONAI does; if no class
-    is present, every weight is 0 (MONAI) and the loss is 1 − s/s = 0, whatever the predictions
-    (with s = 0 that 0/0 is defined as 0, zero gradient). `w_type="uniform"` pools without
-    weights: 1 − (2 Σ I + s)/(Σ P + Σ T + s).
+    The classes are pooled into one ratio before dividing: with square weights a small structure
+    counts as much as a large one, and an empty class needs no ratio of its own. A class absent
+    from the target (G_c = 0, an infinite weight) gets the largest weight of the present classes,
+    as MONAI does; if no class is present, every weight is 0 (MONAI) and the loss is 1 − s/s = 0,
+    whatever the predictions (with s = 0 that 0/0 is defined as 0, zero gradient).
+    `w_type="uniform"` pools without weights: 1 − (2 Σ I + s)/(Σ P + Σ T + s).
 
     Not optax's `multiclass_generalized_dice_loss`, which is a weighted *mean of per-class dice
     losses* Σ_c w_c L_c / Σ_c w_c (w_c = 1/(G_c² + 1e-7), smoothing per class) rather than the
@@ -405,7 +405,7 @@ def generalized_dice_loss(
 
     The weights are computed as ratios (G_min/G_c)^k of the smallest present G (numerator,
     denominator and s scaled by G_min^k, the same loss): they never overflow, where MONAI's
-    float32 1/G_c² is infinite for G_c < 5.4e-20 and then treated as absent.
+    float32 1/G_c² ("square") is infinite for G_c < 5.4e-20, a class it then treats as absent.
 
     Args:
         predictions: `(..., C)` floating logits (`from_logits=True`) or probabilities in [0, 1].
@@ -430,8 +430,8 @@ def generalized_dice_loss(
 
     Raises:
         ValueError: at trace time for an empty sample, an unknown `w_type` or `activation`, a
-            concrete negative `smooth` or a shape mismatch.
-        TypeError: for complex or non-numeric inputs, integer logits, a non-scalar `smooth`, and
+            non-scalar or concrete negative `smooth`, or a shape mismatch.
+        TypeError: for complex or non-numeric inputs (`smooth` too), integer logits, and
             `from_logits` or `include_background` not a bool.
 
     Example:
