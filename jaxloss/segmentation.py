@@ -399,9 +399,10 @@ def generalized_dice_loss(
     `w_type="uniform"` pools without weights: 1 − (2 Σ I + s)/(Σ P + Σ T + s).
 
     Not optax's `multiclass_generalized_dice_loss`, which is a weighted *mean of per-class dice
-    losses* Σ_c w_c L_c / Σ_c w_c (w_c = 1/(G_c² + 1e-7), smoothing per class) rather than the
-    paper's ratio of weighted sums: the two differ whenever the per-class dice differ, and there
-    an absent class's weight 1e7 makes optax's loss that class's dice loss alone.
+    losses* Σ_c w_c L_c / Σ_c w_c (w_c = 1/(G_c² + 1e-7), smoothing per class). The paper's
+    ratio (s = 0) is a mean of per-class dice too, but weighted by w_c (P_c + G_c): the two agree
+    for one class or equal per-class dice only, and optax gives an absent class the weight 1e7,
+    which makes its loss that class's dice loss alone.
 
     The weights are computed as ratios (G_min/G_c)^k of the smallest present G (numerator,
     denominator and s scaled by G_min^k, the same loss): they never overflow, where MONAI's
