@@ -7,6 +7,7 @@ whole batch (the batch is its one sample: the loss couples every pair in it).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -18,9 +19,10 @@ from jaxloss.margin import _positive_part
 from jaxloss.regression import _abs
 
 
-def _lp_norm(x: jax.Array, p: Any, axis: int, extra: Any = 0.0) -> jax.Array:
+def _lp_norm(x: jax.Array, p: Any, axis: int, extra: Any = None) -> jax.Array:
     """`(sum_i |x_i|^p + extra^p)^(1/p)` along `axis`, the p-norm of x with one more coordinate
-    `extra` >= 0; no underflow or overflow, and a zero (finite) gradient where the norm is 0.
+    `extra` >= 0 (if given); no underflow or overflow, and a zero (finite) gradient where the
+    norm is 0.
 
     Scaled by the largest coordinate, a constant for autodiff: the norm is homogeneous of degree 1,
     so every derivative is unchanged, while |x / s| <= 1 keeps |x|^p in range (|x|^2 underflows
@@ -28,11 +30,14 @@ def _lp_norm(x: jax.Array, p: Any, axis: int, extra: Any = 0.0) -> jax.Array:
     gradient at a zero and at an infinite norm.
     """
     a = _abs(x)  # slope 0 at 0: the L1 norm's symmetric subgradient (torch's too)
-    scale = lax.stop_gradient(jnp.maximum(jnp.max(a, axis=axis, keepdims=True), extra))
+    scale = lax.stop_gradient(jnp.max(a, axis=axis, keepdims=True))
+    if extra is not None:
+        scale = jnp.maximum(scale, extra)
     ok = jnp.isfinite(scale) & (scale > 0)
     safe = jnp.where(ok, scale, 1)
     total = jnp.sum(jnp.where(ok, a / safe, 0) ** p, axis=axis, keepdims=True)
-    total = total + jnp.where(ok, extra / safe, 0) ** p
+    if extra is not None:
+        total = total + jnp.where(ok, extra / safe, 0) ** p
     norm = safe * jnp.where(ok, total, 1) ** (1 / p)
     # A zero, infinite or NaN scale is the norm itself.
     return jnp.squeeze(jnp.where(ok, norm, scale), axis)
@@ -99,7 +104,6 @@ def triplet_margin_loss(
     anchors, negatives = _checks.float_pair(fn, "anchors", anchors, "negatives", negatives)
     positives = positives.astype(anchors.dtype)  # a float64 negatives promotes all three
     axis = _feature_axis(fn, "anchors", anchors, axis)
-    dtype = anchors.dtype
     for name, value in (("norm_degree", norm_degree), ("margin", margin), ("eps", eps)):
         _checks.scalar(fn, name, value)
     p_ok = _checks.hyperparameter_ok(fn, "norm_degree", norm_degree, low=1.0)
@@ -108,8 +112,21 @@ def triplet_margin_loss(
         _checks.not_nan(fn, name, x)
     _checks.not_nan(fn, "margin", margin)
     # A static integer p stays an integer power (exact, and cheaper than exp(p log x)).
-    p = norm_degree if isinstance(norm_degree, int) else jnp.asarray(norm_degree, dtype)
-    p = jnp.where(p_ok, p, jnp.nan) if not isinstance(p, int) else p
+    static_p = norm_degree if isinstance(norm_degree, int) else None
+    return _triplet_core(
+        anchors, positives, negatives, norm_degree, p_ok, eps, eps_ok, margin, axis, static_p
+    )
+
+
+# The numeric cores are jitted (as in margin.py): an un-jitted call compiles one program instead
+# of one per operation. The checks stay outside them, so `jaxloss.checked` still sees every one.
+@functools.partial(jax.jit, static_argnames=("axis", "static_p"))
+def _triplet_core(anchors, positives, negatives, p, p_ok, eps, eps_ok, margin, axis, static_p):
+    dtype = anchors.dtype
+    if static_p is None:
+        p = jnp.where(p_ok, jnp.asarray(p, dtype), jnp.nan)
+    else:
+        p = static_p
     # optax's eps inside the sum is one more coordinate eps^(1/p) of the difference vector.
     extra = jnp.where(eps_ok, jnp.asarray(eps, dtype), jnp.nan) ** (1 / p)
     d_pos = _lp_norm(anchors - positives, p, axis, extra)
@@ -178,6 +195,11 @@ def ntxent(embeddings: Any, labels: Any, *, temperature: Any = 0.07) -> jax.Arra
     _checks.scalar(fn, "temperature", temperature)
     t_ok = _checks.hyperparameter_ok(fn, "temperature", temperature, low=0.0, low_inclusive=False)
     _checks.not_nan(fn, "embeddings", x)
+    return _ntxent_core(x, labels, temperature, t_ok)
+
+
+@jax.jit
+def _ntxent_core(x, labels, temperature, t_ok):
     temperature = jnp.where(t_ok, jnp.asarray(temperature, x.dtype), jnp.nan)
 
     s = _cosine_similarities(x) / temperature

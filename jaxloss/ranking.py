@@ -6,6 +6,7 @@ A list is one sample (its items on the last axis); leading axes are lists of a b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -63,7 +64,7 @@ def ranking_softmax_loss(
     if weights is not None:
         weights = _checks.as_float(fn, "weights", weights)
         _checks.same_shape(fn, "logits", logits, "weights", weights)
-        labels = labels * weights.astype(labels.dtype)
+        weights = weights.astype(labels.dtype)
     if where is not None:
         where = _checks.real(fn, "where", where)
         _checks.mask_shape(fn, "where", where, logits.shape)
@@ -72,11 +73,23 @@ def ranking_softmax_loss(
             f"jaxloss.{fn}: `reduce_fn` must be jnp.mean, jnp.sum, None or a function "
             f"reduce_fn(losses, where=mask); got {reduce_fn!r}."
         )
-    valid = jnp.ones(logits.shape, bool) if where is None else where
-    _checks.softmax_logits(fn, "logits", jnp.where(valid, logits, 0))
+    out, logits_ok, labels_ok = _ranking_core(logits, labels, where, weights, reduce_fn)
+    _checks.runtime_check(fn, logits_ok, "`logits` contains NaN or +inf.")
     name = "labels" if weights is None else "labels * weights"
-    _checks.runtime_check(fn, ~valid | (labels >= 0), f"`{name}` has negative or NaN values.")
+    _checks.runtime_check(fn, labels_ok, f"`{name}` has negative or NaN values.")
+    return out
 
+
+# The numeric core is jitted (as in margin.py): an un-jitted call compiles one program instead of
+# one per operation. The checks stay outside it, so `jaxloss.checked` still sees every one.
+@functools.partial(jax.jit, static_argnames="reduce_fn")
+def _ranking_core(logits, labels, where, weights, reduce_fn):
+    """The reduced loss, and whether the valid items' logits (no NaN, +inf) and labels (>= 0)
+    are fine (the run-time checks' predicates, computed in this one program)."""
+    valid = jnp.ones(logits.shape, bool) if where is None else where
+    if weights is not None:
+        labels = labels * weights
+    ok = (jnp.all(~valid | (logits < jnp.inf)), jnp.all(~valid | (labels >= 0)))
     non_empty = jnp.any(valid, axis=-1)
     # Masked items leave the softmax (-inf) and the sum (label 0); an empty list gets all-zero
     # logits instead (no -inf - -inf), its loss 0. `where` keeps every masked value, NaN or inf,
@@ -87,10 +100,10 @@ def ranking_softmax_loss(
     losses = _prob_ce(z, jnp.where(v >= 0, v, 0), nan_if_bad)
 
     if reduce_fn is None:
-        return losses
+        return losses, *ok
     if reduce_fn is jnp.mean:
         count = jnp.maximum(jnp.sum(non_empty), 1).astype(losses.dtype)
-        return jnp.sum(jnp.where(non_empty, losses, 0)) / count
+        return jnp.sum(jnp.where(non_empty, losses, 0)) / count, *ok
     if reduce_fn is jnp.sum:
-        return jnp.sum(losses)
-    return reduce_fn(losses, where=non_empty)
+        return jnp.sum(losses), *ok
+    return reduce_fn(losses, where=non_empty), *ok

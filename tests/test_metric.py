@@ -92,67 +92,87 @@ def _sum_grad(fn, argnums=0):
 
 
 def test_triplet_against_torch_numpy_and_optax():
-    """One compiled program: torch constants (p = 1, 2, 3, a row with anchor == positive), a
-    traced fractional p against NumPy, optax on random inputs (values and gradients of all three
-    arguments, vmapped), axis=0, extreme scales, an infinite negative distance, bf16 and NaN."""
+    """One compiled program: torch constants (p = 1, 2, 3, a row with anchor == positive) and
+    fractional p against NumPy, at traced degrees; per-triplet values and gradients (all three
+    arguments) of 64 random triplets against optax, and special triplets in the same vmapped
+    call: a zero distance with eps = 0, distances of 3e-30 and 3e25, an infinite negative
+    distance, NaN; axis=0 against NumPy; then un-jitted bf16."""
     a, p, n = (x.astype(np.float32) for x in (A, P, N))
-    ra, rp, rn = RNG.normal(size=(3, 64, 8)).astype(np.float32)
-    margins = RNG.uniform(0.1, 2.0, size=64).astype(np.float32)
-    tiny = np.array([[1e-30, 2e-30, 2e-30], [1e25, 2e25, 2e25]], np.float32)
-    zeros = np.zeros_like(tiny)
+    ra, rp, rn = RNG.normal(size=(3, 69, 8)).astype(np.float32)
+    margins = RNG.uniform(0.1, 2.0, size=69).astype(np.float32)
+    eps = np.full(69, 1e-6, np.float32)
+    # Rows 64-68: a == p (eps 0); d(a, p) = 3e-30 and 3e25 (n = a, margin 0, eps 0); d(a, n) = inf;
+    # a NaN.
+    ra[64:] = 0.0
+    rp[64:] = 0.0
+    rn[64:] = 0.0
+    rn[64, 0] = 0.5
+    rp[65, :3], rp[66, :3] = [1e-30, 2e-30, 2e-30], [1e25, 2e25, 2e25]
+    rn[67, 0] = np.inf
+    ra[68, 0] = np.nan
+    margins[64:67], eps[64:67] = [1.0, 0.0, 0.0], 0.0
+
+    def triplet(fn):
+        def loss(a, p, n, m, e):
+            return fn(a, p, n, margin=m, eps=e)
+
+        return jax.vmap(jax.value_and_grad(loss, argnums=(0, 1, 2)))
 
     @jax.jit
-    def run(a, p, n, deg15):
-        out = {}
-        for deg in (1, 2, 3):
-            out[f"torch{deg}"] = _sum_grad(TRIPLET)(a, p, n, norm_degree=deg, margin=0.9, eps=0.0)
-        out["p1.5"] = TRIPLET(a, p, n, norm_degree=deg15, margin=0.9, eps=1e-3)
-        out["optax1.5"] = optax_losses.triplet_margin_loss(a, p, n, norm_degree=deg15, eps=1e-3)
-        out["optax1"] = optax_losses.triplet_margin_loss(a, p, n, norm_degree=1, margin=0.9)
-        out["optax_zero_grad"] = _sum_grad(optax_losses.triplet_margin_loss)(a, a, n, eps=0.0)
-        for name, fn in (("ours", TRIPLET), ("optax", optax_losses.triplet_margin_loss)):
-            for deg in (2, 4):
-                per = jax.vmap(
-                    lambda a, p, n, m, fn=fn, deg=deg: fn(a, p, n, norm_degree=deg, margin=m)
-                )
-                out[f"{name}{deg}"] = (per(ra, rp, rn, margins),) + _sum_grad(per, (0, 1, 2))(
-                    ra, rp, rn, margins
-                )
-        out["axis0"] = TRIPLET(ra.T, rp.T, rn.T, axis=0)
-        out["last"] = TRIPLET(ra, rp, rn)
-        # margin 0 and negatives = anchors: the loss is d(a, p) itself.
-        out["tiny"] = TRIPLET(zeros, tiny, zeros, eps=0.0, margin=0.0)
-        out["optax_tiny"] = optax_losses.triplet_margin_loss(zeros, tiny, zeros, eps=0.0, margin=0)
-        out["inf_neg"] = TRIPLET(a, p, jnp.full_like(n, jnp.inf))
-        half = [x.astype(jnp.bfloat16) for x in (a, p, n)]
-        out["bf16"] = TRIPLET(*half)
-        out["bf16_ref"] = TRIPLET(*(x.astype(jnp.float32) for x in half))
-        out["nan"] = TRIPLET(a.at[2, 1].set(jnp.nan), p, n)
-        return out
+    def run(a, p, n, degs):
+        # Traced degrees: torch's 1, 2, 3 (eps 0), 1.5 and 0.5 (out of range: NaN) with eps 1e-3.
+        def loss(a, deg, eps):
+            return TRIPLET(a, p, n, norm_degree=deg, margin=0.9, eps=eps)
 
-    out = run(a, p, n, 1.5)
-    for deg in (1, 2, 3):
-        value, grad = out[f"torch{deg}"]
-        np.testing.assert_allclose(value, np.sum(TORCH[deg][0]), rtol=1e-6)
-        np.testing.assert_allclose(grad, TORCH[deg][1], rtol=1e-5, atol=1e-6)
+        per_deg = jax.vmap(
+            lambda d, e: (loss(a, d, e), jax.grad(lambda a: jnp.sum(loss(a, d, e)))(a))
+        )
+        return dict(
+            degs=per_deg(degs, jnp.array([0, 0, 0, 1e-3, 1e-3])),
+            optax_degs=jax.vmap(
+                lambda d: optax_losses.triplet_margin_loss(a, p, n, norm_degree=d, margin=0.9)
+            )(degs[jnp.array([3, 0])]),
+            ours=triplet(TRIPLET)(ra, rp, rn, margins, eps),
+            optax=triplet(optax_losses.triplet_margin_loss)(ra, rp, rn, margins, eps),
+            axis0=TRIPLET(ra[:64].T, rp[:64].T, rn[:64].T, axis=0),
+        )
+
+    out = run(a, p, n, np.float32([1, 2, 3, 1.5, 0.5]))
+    values, grads = out["degs"]
+    for i, deg in enumerate((1, 2, 3)):
+        np.testing.assert_allclose(values[i], TORCH[deg][0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(grads[i], TORCH[deg][1], rtol=1e-5, atol=1e-6)
     # Row 1, a == p: only d(a, n) has a gradient (torch with its default eps: a spurious one).
-    assert not np.allclose(TORCH_DEFAULT_EPS_GRAD_ROW1, out["torch2"][1][1])
-    np.testing.assert_allclose(out["p1.5"], np_triplet(A, P, N, 1.5, 0.9, 1e-3)[0], rtol=1e-6)
-    # optax's bugs: no |.| before the power (p = 1 sums signed differences; p = 1.5 is NaN), and
-    # a NaN gradient at a zero distance with eps = 0.
-    assert np.isnan(out["optax1.5"]).all()
-    assert np.abs(out["optax1"] - np_triplet(A, P, N, 1, 0.9, 1e-6)[0]).max() > 0.5
-    assert np.isnan(out["optax_zero_grad"][1]).any()
-    for deg in (2, 4):
-        chex.assert_trees_all_close(out[f"ours{deg}"], out[f"optax{deg}"], rtol=2e-5, atol=2e-6)
-    assert (out["ours2"][0] > 0).sum() > 20  # the comparison saw the active branch
-    chex.assert_trees_all_close(out["axis0"], out["last"], rtol=1e-6)
-    np.testing.assert_allclose(out["tiny"], [3e-30, 3e25], rtol=1e-6)
-    np.testing.assert_array_equal(out["optax_tiny"], [0.0, np.inf])  # squares under/overflow
-    np.testing.assert_array_equal(out["inf_neg"], np.zeros(4))
-    assert out["bf16"].dtype == jnp.float32
-    np.testing.assert_array_equal(out["bf16"], out["bf16_ref"])
-    np.testing.assert_array_equal(np.isnan(out["nan"]), [False, False, True, False])
+    assert not np.allclose(TORCH_DEFAULT_EPS_GRAD_ROW1, grads[1, 1])
+    want, want_grad = np_triplet(A, P, N, 1.5, 0.9, 1e-3)
+    np.testing.assert_allclose(values[3], want, rtol=1e-6)
+    np.testing.assert_allclose(grads[3], want_grad, rtol=1e-5, atol=1e-6)
+    assert np.isnan(values[4]).all()
+    # optax's bugs: no |.| before the power (p = 1.5 is NaN; p = 1 sums signed differences).
+    assert np.isnan(out["optax_degs"][0]).all()
+    assert np.abs(out["optax_degs"][1] - np_triplet(A, P, N, 1, 0.9, 0.0)[0]).max() > 0.5
+
+    (value, grad), (o_value, o_grad) = out["ours"], out["optax"]
+    first = jax.tree.map(lambda g: g[:64], ((value, grad), (o_value, o_grad)))
+    chex.assert_trees_all_close(*first, rtol=2e-5, atol=2e-6)
+    assert (value[:64] > 0).sum() > 20  # the comparison saw the active branch
+    want = np_triplet(*(v[:64].astype(np.float64) for v in (ra, rp, rn)), 2, 1.0, 1e-6)[0]
+    np.testing.assert_allclose(out["axis0"], want, rtol=1e-5, atol=1e-6)
+    # a == p with eps 0: d(a, n)'s gradient only; optax's is NaN.
+    np.testing.assert_allclose(grad[0][64], -grad[2][64], atol=1e-6)
+    np.testing.assert_allclose(grad[0][64, :2], [1.0, 0.0], atol=1e-6)
+    assert np.isnan(o_grad[0][64]).any()
+    # True distances where optax's squares underflow to 0 and overflow to inf.
+    np.testing.assert_allclose(value[65:67], [3e-30, 3e25], rtol=1e-6)
+    np.testing.assert_array_equal(o_value[65:67], [0.0, np.inf])
+    assert value[67] == 0 and np.isnan(value[68])
+    chex.assert_tree_all_finite(jax.tree.map(lambda g: g[:68], grad))
+
+    # Un-jitted: bf16 is computed in float32 (the same compiled core as float32 input).
+    half = [x.astype(jnp.bfloat16) for x in (a, p, n)]
+    got = TRIPLET(*half)
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, TRIPLET(*(x.astype(np.float32) for x in half)))
 
 
 @pytest.mark.x64
@@ -170,11 +190,8 @@ def test_triplet_float64_against_numpy():
 
 
 def test_triplet_checked():
+    # (NaN inputs give NaN: checked in the program above; `checked` of ntxent raises for them.)
     f = jax.jit(lambda a, deg: TRIPLET(a, P, N, norm_degree=deg))
-    bad = A.copy()
-    bad[2, 1] = np.nan
-    with pytest.raises(checkify.JaxRuntimeError, match="`anchors` contains NaN"):
-        jaxloss.checked(f)(bad, 2.0)
     with pytest.raises(checkify.JaxRuntimeError, match=r"`norm_degree` must lie in \[1, inf\]"):
         jaxloss.checked(f)(A, 0.5)  # traced: NaN unchecked
 
@@ -210,22 +227,23 @@ def test_triplet_empty_feature_axis_raises():
 
 
 def test_ntxent_against_optax_and_numpy():
-    """One vmapped value-and-gradient over 32 random batches (two temperatures) and 6 edge cases,
+    """One vmapped value-and-gradient over 32 random batches (two temperatures) and 7 edge cases,
     ours and optax's: values and gradients against optax, values against the pair-by-pair NumPy
     loop. Edge cases: no positive pair (0, zero gradient; optax NaN), one label only (no
     negatives: 0), a zero embedding (finite, as optax), embeddings of 1e20 (optax's squares
-    overflow and its cosines collapse to 0), temperature 1e-3, NaN. Then one embedding, bf16."""
+    overflow and its cosines collapse to 0), temperature 1e-3, NaN, a traced temperature 0 (NaN).
+    Then un-jitted bf16."""
     x = RNG.normal(size=(32, 9, 5)).astype(np.float32)
     # Each batch: pairs plus one triple, shuffled, so every anchor has a positive.
     base = np.array([i // 2 for i in range(8)] + [0])
     labels = np.stack([RNG.permutation(base) for _ in range(32)]).astype(np.int32)
     temps = np.repeat(np.float32([0.07, 0.5]), 16)
     e, pairs = x[0], labels[0]
-    edge_x = np.stack([e, e, e.copy(), 1e20 * e, e, e.copy()])
+    edge_x = np.stack([e, e, e.copy(), 1e20 * e, e, e.copy(), e])
     edge_x[2, 3] = 0.0
     edge_x[5, 1, 2] = np.nan
-    edge_labels = np.stack([np.arange(9), np.zeros(9), pairs, pairs, pairs, pairs]).astype(np.int32)
-    edge_temps = np.float32([0.07, 0.07, 0.07, 0.07, 1e-3, 0.07])
+    edge_labels = np.stack([np.arange(9), np.zeros(9)] + [pairs] * 5).astype(np.int32)
+    edge_temps = np.float32([0.07, 0.07, 0.07, 0.07, 1e-3, 0.07, 0.0])
     xs, ys, ts = (
         np.concatenate(v) for v in ((x, edge_x), (labels, edge_labels), (temps, edge_temps))
     )
@@ -238,14 +256,11 @@ def test_ntxent_against_optax_and_numpy():
         return dict(
             ours=jax.vmap(jax.value_and_grad(ours))(xs, ys, ts),
             optax=jax.vmap(jax.value_and_grad(optax_losses.ntxent))(xs, ys, ts),
-            single=NTXENT(xs[0, :1], ys[0, :1]),
-            bf16=NTXENT(xs[0].astype(jnp.bfloat16), ys[0]),
-            bf16_ref=NTXENT(xs[0].astype(jnp.bfloat16).astype(jnp.float32), ys[0]),
         )
 
     res = run(xs, ys, ts)
     (value, grad), (optax_value, optax_grad) = res["ours"], res["optax"]
-    want = [np_ntxent(xi.astype(np.float64), yi, float(ti)) for xi, yi, ti in zip(xs, ys, ts)]
+    want = [np_ntxent(xi.astype(np.float64), yi, float(ti)) for xi, yi, ti in zip(xs[:37], ys, ts)]
     # Random batches and the zero embedding (index 34): values and gradients as optax.
     agree = np.r_[0:32, 34]
     chex.assert_trees_all_close(
@@ -259,20 +274,21 @@ def test_ntxent_against_optax_and_numpy():
     assert not np.any(grad[32:34])
     assert np.isnan(optax_value[32])
     assert not np.isclose(optax_value[35], want[35], rtol=1e-2)  # 1e20: optax's cosines are 0
-    assert np.isnan(value[37])
-    assert res["single"] == 0
-    assert res["bf16"].dtype == jnp.float32
-    np.testing.assert_allclose(res["bf16"], res["bf16_ref"], rtol=1e-6)
+    assert np.isnan(value[37:]).all()  # a NaN embedding; a (traced) temperature 0
+    # Un-jitted: bf16 is computed in float32 (the same compiled core as float32 input).
+    half = e.astype(jnp.bfloat16)
+    got = NTXENT(half, pairs)
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, NTXENT(half.astype(np.float32), pairs))
 
 
 def test_ntxent_checked():
     e = RNG.normal(size=(4, 3)).astype(np.float32)
     labels = np.array([0, 1, 0, 1])
     f = jax.jit(lambda e, t: NTXENT(e, labels, temperature=t))
-    with pytest.raises(checkify.JaxRuntimeError, match="`embeddings` contains NaN"):
-        jaxloss.checked(f)(np.where(e > 1, np.nan, e), 0.1)
+    # A traced temperature out of range gives NaN (the program above) and `checked` raises.
     with pytest.raises(checkify.JaxRuntimeError, match=r"`temperature` must lie in \(0, inf\]"):
-        jaxloss.checked(f)(e, 0.0)  # traced: NaN unchecked
+        jaxloss.checked(f)(e, 0.0)
 
 
 @pytest.mark.parametrize(

@@ -32,77 +32,85 @@ def np_ranking(s, y, where=None, weights=None):
 
 
 def test_matches_optax_and_numpy():
-    """Values and gradients against optax for the three reductions, with and without mask and
-    weights (32 random lists, two empty); values against NumPy; vmap over lists; a custom
-    reduce_fn; the cases where optax is weak; bf16."""
+    """One compiled program: per-list values and the mean's value and gradient, ours and optax's,
+    vmapped over five configurations of 32 random lists: masked and weighted (two lists empty),
+    plain, a -inf score at every label-0 first item (optax NaN), everything masked with a NaN
+    behind the mask (0, zero gradient), a negative label (NaN; optax a number). Values against
+    NumPy, also for jnp.sum, a custom reduce_fn and vmap over lists; then un-jitted bf16."""
     s = RNG.normal(size=(32, 10)).astype(np.float32)
     y = RNG.integers(0, 5, size=(32, 10)).astype(np.float32)
+    y[:, 0] = 0
     w = RNG.uniform(0.1, 2.0, size=(32, 10)).astype(np.float32)
     mask = RNG.random((32, 10)) < 0.7
     mask[[3, 17]] = False
+    ones, nothing = np.ones_like(mask), np.zeros_like(mask)
+    s_inf, s_nan, y_neg = s.copy(), s.copy(), y.copy()
+    s_inf[:, 0] = -np.inf
+    s_nan[0, 0] = np.nan
+    y_neg[5, 2] = -1.0
+    configs = [
+        np.stack(v)
+        for v in zip(
+            (s, y, mask, w),
+            (s, y, ones, ones + 0.0),
+            (s_inf, y, ones, ones + 0.0),
+            (s_nan, y, nothing, w),
+            (s, y_neg, ones, ones + 0.0),
+        )
+    ]
 
     def twice_sum(losses, where):
         return 2 * jnp.sum(losses, where=where)
 
     @jax.jit
-    def run(s, y, w, mask):
+    def run(configs):
         res = {}
         for name, fn in (("ours", RANK), ("optax", optax_losses.ranking_softmax_loss)):
-            for reduce in ("none", "mean", "sum"):
-                reduce_fn = dict(none=None, mean=jnp.mean, sum=jnp.sum)[reduce]
-                for masked in (False, True):
-                    extra = dict(where=mask, weights=w) if masked else {}
 
-                    def loss(s, fn=fn, reduce_fn=reduce_fn, extra=extra):
-                        return jnp.sum(fn(s, y, reduce_fn=reduce_fn, **extra))
+            def loss(s, y, m, w, reduce_fn=jnp.mean, fn=fn):
+                return fn(s, y, where=m, weights=w, reduce_fn=reduce_fn)
 
-                    res[f"{name}_{reduce}_{masked}"] = (
-                        fn(s, y, reduce_fn=reduce_fn, **extra),
-                        jax.grad(loss)(s),
-                    )
+            res[f"{name}_none"] = jax.vmap(lambda *c, fn=fn: loss(*c, None, fn))(*configs)
+            res[f"{name}_mean"] = jax.vmap(jax.value_and_grad(loss))(*configs)
         res["vmap"] = jax.vmap(lambda s, y, m, w: RANK(s, y, where=m, weights=w))(s, y, mask, w)
+        res["sum"] = RANK(s, y, reduce_fn=jnp.sum)
         res["custom"] = RANK(s, y, where=mask, reduce_fn=twice_sum)
-        # A -inf score of an irrelevant item (label 0): the limit, where optax gives NaN.
-        s_inf = s.at[:, 0].set(-jnp.inf)
-        y0 = y.at[:, 0].set(0.0)
-        res["inf"] = jax.value_and_grad(RANK)(s_inf, y0)
-        res["optax_inf"] = optax_losses.ranking_softmax_loss(s_inf, y0)
-        # Everything masked: 0 with a zero gradient, also for NaN scores and labels behind it.
-        nothing = jnp.zeros_like(mask)
-        res["empty"] = jax.value_and_grad(RANK)(s.at[0, 0].set(jnp.nan), y, where=nothing)
-        res["empty_none"] = RANK(s, y, where=nothing, reduce_fn=None)
-        # A negative label of a valid item: NaN (optax computes a number).
-        res["negative"] = RANK(s, y.at[5, 2].set(-1.0), reduce_fn=None)
-        res["optax_negative"] = optax_losses.ranking_softmax_loss(s, y.at[5, 2].set(-1.0))
-        res["bf16"] = RANK(s.astype(jnp.bfloat16), y)
-        res["bf16_ref"] = RANK(s.astype(jnp.bfloat16).astype(jnp.float32), y)
         return res
 
-    res = run(s, y, w, mask)
-    for reduce in ("none", "mean", "sum"):
-        for masked in (False, True):
-            key = f"{reduce}_{masked}"
-            chex.assert_trees_all_close(
-                res[f"ours_{key}"], res[f"optax_{key}"], rtol=1e-5, atol=1e-6
-            )
+    res = run(configs)
+    (none, (mean, grad)), (o_none, (o_mean, o_grad)) = (
+        (res[f"{name}_none"], res[f"{name}_mean"]) for name in ("ours", "optax")
+    )
+    same = np.array([0, 1, 3])  # where optax is right
+    chex.assert_trees_all_close(
+        (none[same], mean[same], grad[same]),
+        (o_none[same], o_mean[same], o_grad[same]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     s64, y64, w64 = (v.astype(np.float64) for v in (s, y, w))
     plain, masked = np_ranking(s64, y64), np_ranking(s64, y64, mask, w64)
-    np.testing.assert_allclose(res["ours_none_False"][0], plain, rtol=1e-5)
-    np.testing.assert_allclose(res["ours_none_True"][0], masked, rtol=1e-5)
-    np.testing.assert_allclose(res["ours_mean_True"][0], masked.sum() / 30, rtol=1e-5)
-    np.testing.assert_allclose(res["ours_sum_False"][0], plain.sum(), rtol=1e-5)
+    np.testing.assert_allclose(none[0], masked, rtol=1e-5)
+    np.testing.assert_allclose(none[1], plain, rtol=1e-5)
+    np.testing.assert_allclose(mean[0], masked.sum() / 30, rtol=1e-5)
+    np.testing.assert_allclose(res["sum"], plain.sum(), rtol=1e-5)
     np.testing.assert_allclose(res["vmap"], masked, rtol=1e-5)
     np.testing.assert_allclose(res["custom"], 2 * np_ranking(s64, y64, mask).sum(), rtol=1e-5)
-    chex.assert_tree_all_finite(res["inf"])
-    np.testing.assert_allclose(res["inf"][0], np_ranking(s64[:, 1:], y64[:, 1:]).mean(), rtol=1e-5)
-    assert not np.any(res["inf"][1][:, 0])
-    assert np.isnan(res["optax_inf"])
-    assert res["empty"][0] == 0 and not np.any(res["empty"][1])
-    np.testing.assert_array_equal(res["empty_none"], np.zeros(32))
-    np.testing.assert_array_equal(np.isnan(res["negative"]), np.arange(32) == 5)
-    assert np.isfinite(res["optax_negative"])
-    assert res["bf16"].dtype == jnp.float32
-    np.testing.assert_array_equal(res["bf16"], res["bf16_ref"])
+    # -inf scores of irrelevant items: the limit (the lists without them), zero gradient there.
+    np.testing.assert_allclose(none[2], np_ranking(s64[:, 1:], y64[:, 1:]), rtol=1e-5)
+    chex.assert_tree_all_finite((mean[2], grad[2]))
+    assert not np.any(grad[2][:, 0])
+    assert np.isnan(o_none[2]).all()
+    # Everything masked: 0 with a zero gradient (optax too).
+    assert mean[3] == 0 and not np.any(none[3]) and not np.any(grad[3])
+    # A negative label: NaN for its list and the mean; optax computes numbers.
+    np.testing.assert_array_equal(np.isnan(none[4]), np.arange(32) == 5)
+    assert np.isnan(mean[4]) and np.isfinite(o_mean[4])
+    # Un-jitted: bf16 is computed in float32 (the same compiled core as float32 input).
+    half = s.astype(jnp.bfloat16)
+    got = RANK(half, y, where=mask)
+    assert got.dtype == jnp.float32
+    np.testing.assert_array_equal(got, RANK(half.astype(np.float32), y, where=mask))
 
 
 def test_checked():
