@@ -76,12 +76,15 @@ def triplet_margin_loss(
       axis: the feature axis (static int), -1 by default; it must not be empty.
       norm_degree: p >= 1 (a scalar, may be traced; a traced value out of range gives NaN and
         `jaxloss.checked` raises). Distances use |a − b|: optax raises the signed difference to
-        the power p, which for odd p (p = 1: Manhattan) is not a distance at all.
+        the power p, which for odd p (p = 1: Manhattan) is not a distance, and NaN for a
+        fractional one. Computed scaled by the largest |a_i − b_i|: no underflow or overflow
+        (optax's squares vanish below ~1e-19 and overflow above ~1e19 in float32).
       margin: scalar, the gap wanted between the two distances.
       eps: scalar >= 0 added to Σ|a − b|^p. It is not needed for a finite gradient here: at a
         zero distance (anchor == positive) the gradient is 0 whatever eps, where optax's with
         eps = 0 is NaN. torch adds eps to each coordinate instead, d = ‖a − b + eps‖_p: that
-        distance is not symmetric, and about eps·D^(1/p) at a = b.
+        distance is not symmetric, is eps·D^(1/p) at a = b, and has there a gradient of norm 1
+        along (1, ..., 1), set by eps alone.
 
     Returns:
       loss of the inputs' shape without `axis` (one value per triplet); float32 for
@@ -96,7 +99,7 @@ def triplet_margin_loss(
       [0.  1.5]
 
     Reference: Balntas et al., "Learning local feature descriptors with triplets and shallow
-    convolutional neural networks", BMVC 2016. Equals `optax.triplet_margin_loss` for even p
+    convolutional neural networks", BMVC 2016. Equals `optax.losses.triplet_margin_loss` for even p
     (p = 2 by default), and `torch.nn.functional.triplet_margin_loss(reduction="none", eps=0)`.
     """
     fn = "triplet_margin_loss"
@@ -151,7 +154,8 @@ def ntxent(embeddings: Any, labels: Any, *, temperature: Any = 0.07) -> jax.Arra
 
     Args:
       embeddings: float array (N, D), one batch of N embeddings (the batch is one sample: this loss
-        couples every pair in it).
+        couples every pair in it). Their norms are computed scaled: embeddings of 1e20 keep
+        their cosines, where optax's squares overflow and its cosines become 0.
       labels: integer array (N,); equal labels mark positive pairs (SimCLR: the two augmented
         views of one image share a label).
       temperature: scalar > 0 (keyword-only; may be traced: a traced value <= 0 gives NaN and
@@ -170,7 +174,7 @@ def ntxent(embeddings: Any, labels: Any, *, temperature: Any = 0.07) -> jax.Arra
 
     Reference: Chen et al., "A simple framework for contrastive learning of visual
     representations" (SimCLR), ICML 2020, in the form of pytorch-metric-learning's NTXentLoss;
-    equals `optax.ntxent` (except for the batch without positives, and that half precision is
+    equals `optax.losses.ntxent` (except for the batch without positives, and that half precision is
     computed in float32 here, with float32's eps for a zero embedding).
     """
     fn = "ntxent"
