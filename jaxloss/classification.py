@@ -95,10 +95,12 @@ def _mul_0inf(a: jax.Array, u: jax.Array) -> jax.Array:
     """a * u for a >= 0, u in [0, inf], with 0 * inf = 0 and NaN kept, without a select.
 
     a * min(u, max) is exact for finite u; the second term adds inf where u = inf and a > 0 (any
-    normal a: a * max * max overflows; a subnormal a gives a huge finite value instead)."""
+    normal a: a * max * max overflows; a subnormal a gives a huge finite value instead). That term
+    has no derivative: differentiated, a's tangent times max overflows and meets min's 0 (NaN in
+    forward-over-forward derivatives through labels), and where u = inf the loss is inf anyway."""
     big = jnp.finfo(u.dtype).max
     finite = jnp.minimum(u, big)
-    return a * finite + jnp.minimum(a * big, u - finite) * big
+    return a * finite + lax.stop_gradient(jnp.minimum(a * big, u - finite) * big)
 
 
 def _nan_outside_01(y: jax.Array) -> jax.Array:
@@ -418,11 +420,23 @@ def _log_one_minus_p(p, e, log_total, at_max):
     log1p(-p) is accurate for p <= 1/2. A p > 1/2 is the unique max class's, and for it 1 - p is
     the other classes' sum of e over the total: exact where 1 - p rounds to 0 (p -> 1).
     """
-    rest = jnp.sum(jnp.where(at_max, 0, e), axis=-1, keepdims=True)
+    rest = _rest(e, at_max)
     some = rest > 0
     log_rest = jnp.where(some, jnp.log(jnp.where(some, rest, 1)), -jnp.inf) - log_total
     big = p > 0.5
     return jnp.where(big, log_rest, jnp.log1p(-jnp.where(big, 0, p)))
+
+
+def _rest(e: jax.Array, at_max: jax.Array) -> jax.Array:
+    """The sum of e over the classes that are not at the max (keepdims)."""
+    return jnp.sum(jnp.where(at_max, 0, e), axis=-1, keepdims=True)
+
+
+def _one_minus_p(p, e, total, at_max):
+    """1 - p for softmax probabilities p = e / total: 1 - p is exact for p <= 1/2; a p > 1/2 is
+    the unique max class's, and its 1 - p is the other classes' sum over the total."""
+    big = p > 0.5
+    return jnp.where(big, _rest(e, at_max) / total, 1 - p)
 
 
 def _neg_weighted_sum(weight: jax.Array, logp: jax.Array) -> jax.Array:
@@ -441,9 +455,11 @@ def _softmax_inputs(fn, logits, labels):
     return logits, _probability_labels(fn, labels), dtype
 
 
-def _integer_inputs(fn, logits, labels, ignore_index):
+def _integer_inputs(fn, logits, labels, ignore_index, positions=None, classes=None):
     """Checked logits and labels; positions to ignore (0 with zero gradient) and out-of-range
-    labels (NaN), with safe stand-ins for both so the gradient stays clean."""
+    labels (NaN), with safe stand-ins for both so the gradient stays clean. `positions` (a mask
+    of labels' shape) ignores positions too; `classes` (a mask of logits' shape) ignores a
+    position with no class selected, and a label on a class it leaves out is bad."""
     logits = _checks.as_logits(fn, "logits", logits)
     labels = _checks.as_integer_labels(fn, "labels", labels)
     _checks.integer_labels_shape(fn, logits, labels)
@@ -453,14 +469,21 @@ def _integer_inputs(fn, logits, labels, ignore_index):
         ignore_index = _checks.int32(fn, "ignore_index", ignore_index)
     num_classes = logits.shape[-1]
     ignored = jnp.zeros(labels.shape, bool) if ignore_index is None else labels == ignore_index
+    if positions is not None:
+        ignored = ignored | ~positions
+    if classes is not None:
+        ignored = ignored | ~jnp.any(classes, axis=-1)
     bad = ((labels < 0) | (labels >= num_classes)) & ~ignored
     _checks.runtime_check(
         fn, ~bad, f"`labels` has values outside [0, {num_classes}) other than ignore_index."
     )
-    _checks.runtime_check(
-        fn, (logits < jnp.inf) | ignored[..., None], "`logits` contains NaN or +inf."
-    )
+    left_out = ignored[..., None] if classes is None else ignored[..., None] | ~classes
+    _checks.runtime_check(fn, (logits < jnp.inf) | left_out, "`logits` contains NaN or +inf.")
     safe = jnp.where(ignored | bad, 0, labels)
+    if classes is not None:
+        off = ~_take(classes, safe) & ~ignored & ~bad
+        _checks.runtime_check(fn, ~off, "`labels` has a class that `where` leaves out.")
+        bad = bad | off
     return logits, labels, safe, ignored, bad
 
 
@@ -470,6 +493,108 @@ def _integer_result(loss, ignored, bad):
 
 def _take(x: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, labels[..., None], axis=-1)[..., 0]
+
+
+# ------------------------------------------------------------------ class axis and `where` masks
+# The class axis is moved last at trace time, and only when it is not last already: the default
+# axis=-1 adds no operation, so its compiled program is the one the tuned core was written for.
+
+
+def _class_axis(fn: str, axis: Any, logits: Any) -> int | None:
+    """`axis` checked (an int in [-ndim, ndim)); its index when it must move, None when it is the
+    last axis already (or logits is a scalar, which the class-axis check then reports)."""
+    axis = _checks.integer(fn, "axis", axis)
+    ndim = jnp.ndim(logits)
+    if ndim == 0:
+        return None
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"jaxloss.{fn}: `axis` must lie in [{-ndim}, {ndim - 1}] for logits of shape "
+            f"{jnp.shape(logits)}; got {axis}."
+        )
+    axis %= ndim
+    return None if axis == ndim - 1 else axis
+
+
+def _without(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    return shape[:axis] + shape[axis + 1 :]
+
+
+def _last(axis: int | None, x: Any) -> Any:
+    return x if axis is None or x is None else jnp.moveaxis(x, axis, -1)
+
+
+def _class_mask(fn: str, where: Any, shape: tuple[int, ...], axis: int) -> jax.Array | None:
+    """`where` as a boolean mask of logits' `shape`: given so (classes to keep), or one entry per
+    position (logits' shape without the class `axis`), which keeps or drops a whole position."""
+    if where is None:
+        return None
+    where = jnp.asarray(where)
+    positions = _without(shape, axis % len(shape)) if shape else None
+    if where.shape not in (shape, positions):
+        raise ValueError(
+            f"jaxloss.{fn}: `where` must have shape {shape} (logits': classes) or {positions} "
+            f"(logits' without the class axis: positions); got {where.shape}."
+        )
+    if where.dtype != jnp.bool_:
+        raise TypeError(f"jaxloss.{fn}: `where` must be a boolean mask; got dtype {where.dtype}.")
+    return where if where.shape == shape else jnp.broadcast_to(jnp.expand_dims(where, axis), shape)
+
+
+def _probability_axis_last(fn, axis, logits, labels, where):
+    """Probability-label arguments with the class `axis` moved last (shapes checked first, so an
+    error names the shapes the caller gave)."""
+    ax = _class_axis(fn, axis, logits)
+    if ax is None:
+        return logits, labels, _class_mask(fn, where, jnp.shape(logits), -1)
+    logits, labels = _checks.real(fn, "logits", logits), _checks.real(fn, "labels", labels)
+    _checks.same_shape(fn, "logits", logits, "labels", labels)
+    where = _class_mask(fn, where, logits.shape, ax)
+    return _last(ax, logits), _last(ax, labels), _last(ax, where)
+
+
+def _integer_axis_last(fn, axis, logits, labels, where=None):
+    """Integer-label logits with the class `axis` moved last; labels have no class axis (optax's
+    convention: logits' shape without `axis`). Also `where` checked and split into a mask of
+    positions (labels' shape) or of classes (logits' shape, moved too); the other one is None."""
+    ax = _class_axis(fn, axis, logits)
+    if ax is not None:
+        logits = _checks.real(fn, "logits", logits)
+        expected = _without(logits.shape, ax)
+        if jnp.shape(labels) != expected:
+            raise ValueError(
+                f"jaxloss.{fn}: `labels` must have logits' shape without its class axis {ax}, "
+                f"{expected} (one class index per position); got {jnp.shape(labels)}."
+            )
+    positions = classes = None
+    if where is not None:
+        where = jnp.asarray(where)
+        shape, label_shape = jnp.shape(logits), jnp.shape(labels)
+        if where.shape == shape and where.ndim:
+            classes = _last(ax, where)
+        elif where.shape == label_shape:
+            positions = where
+        else:
+            raise ValueError(
+                f"jaxloss.{fn}: `where` must have shape {label_shape} (labels': positions) or "
+                f"{shape} (logits': classes); got {where.shape}."
+            )
+        if where.dtype != jnp.bool_:
+            raise TypeError(
+                f"jaxloss.{fn}: `where` must be a boolean mask; got dtype {where.dtype}."
+            )
+    return _last(ax, logits), positions, classes
+
+
+def _masked_classes(where, logits, labels, dtype):
+    """Classes outside `where` leave the softmax and the sum; a position with none selected
+    computes on zeros. Returns logits, labels, the positions kept and their class counts C'."""
+    keep = jnp.any(where, axis=-1, keepdims=True)
+    # Masked classes' values are never looked at.
+    logits = jnp.where(keep, jnp.where(where, logits, -jnp.inf), 0)
+    labels = jnp.where(where, labels, 0)
+    num_classes = jnp.maximum(jnp.sum(where, axis=-1, keepdims=True), 1).astype(dtype)
+    return logits, labels, keep, num_classes
 
 
 # ------------------------------------------------------------------------------- public API
@@ -600,24 +725,29 @@ def softmax_cross_entropy(
     label_smoothing: Any = 0.0,
     class_weights: Any = None,
     where: Any = None,
+    axis: int = -1,
 ) -> jax.Array:
-    """Cross entropy of softmax(logits) against probability labels, over the last axis.
+    """Cross entropy of softmax(logits) against probability labels, over the class axis.
 
     `loss = -sum_c w_c y_c log softmax(x)_c` with `y = (1 - label_smoothing) labels +
     label_smoothing / C`; a class whose label (after smoothing) is 0 contributes 0 even if its
     logit is -inf.
 
     Args:
-      logits: float array (..., C); -inf allowed (a masked class), +inf gives NaN.
+      logits: float array (..., C) (the class axis at `axis`); -inf allowed (a masked class),
+        +inf gives NaN.
       labels: same shape, values in [0, 1] (outside gives NaN).
       label_smoothing: in [0, 1].
       class_weights: None or (C,) non-negative weights w_c.
-      where: None or a boolean mask of logits' shape: classes left out of the softmax and of the
+      where: None or a boolean mask, of logits' shape: classes left out of the softmax and of the
         sum (as in `optax.softmax_cross_entropy(where=)`); smoothing then spreads over the C'
-        selected classes. A position with no selected class gives 0.
+        selected classes. Or of logits' shape without the class axis: positions left out. A
+        position with no selected class gives 0.
+      axis: the class axis (an int), e.g. 1 for channel-first (N, C, H, W) images; the result
+        equals moving it last.
 
     Returns:
-      loss of shape logits.shape[:-1]; float32 for half-precision inputs.
+      loss of logits' shape without the class axis; float32 for half-precision inputs.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -626,25 +756,21 @@ def softmax_cross_entropy(
       >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
       >>> print(jaxloss.softmax_cross_entropy(logits, labels))
       [0.1269 1.0514]
+      >>> print(jaxloss.softmax_cross_entropy(logits.T, labels.T, axis=0))
+      [0.1269 1.0514]
 
     Reference: equals `optax.softmax_cross_entropy` (which gives NaN for a -inf logit) and
     `torch.nn.functional.cross_entropy` with probability targets, `weight=` and
     `label_smoothing=`.
     """
     fn = "softmax_cross_entropy"
+    logits, labels, where = _probability_axis_last(fn, axis, logits, labels, where)
     logits, labels, dtype = _float_inputs(fn, logits, labels, class_axis=True)
     _checks.non_empty(fn, "logits", logits, axis=-1)
     eps = _scalar_hyper(fn, "label_smoothing", label_smoothing, dtype, low=0, high=1)
     num_classes = logits.shape[-1]
     if where is not None:
-        where = jnp.asarray(where)
-        _checks.mask_shape(fn, "where", where, logits.shape)
-        keep = jnp.any(where, axis=-1, keepdims=True)
-        # Masked classes leave the softmax (their values are never looked at); an all-masked
-        # position computes on zeros.
-        logits = jnp.where(keep, jnp.where(where, logits, -jnp.inf), 0)
-        labels = jnp.where(where, labels, 0)
-        num_classes = jnp.maximum(jnp.sum(where, axis=-1, keepdims=True), 1).astype(dtype)
+        logits, labels, keep, num_classes = _masked_classes(where, logits, labels, dtype)
     _checks.softmax_logits(fn, "logits", logits)
     _checks.probabilities(fn, "labels", labels)
     # A row with a label outside [0, 1] is NaN: added in the value's reduction, select-free.
@@ -662,6 +788,55 @@ def softmax_cross_entropy(
     return loss if where is None else jnp.where(keep[..., 0], loss, 0)
 
 
+def poly_loss_cross_entropy(
+    logits: Any, labels: Any, *, epsilon: Any = 2.0, axis: int = -1, where: Any = None
+) -> jax.Array:
+    """PolyLoss (Poly-1): cross entropy plus epsilon times the first polynomial term.
+
+    `loss = -sum_c y_c log p_c + epsilon * sum_c y_c (1 - p_c)`, `p = softmax(x)`; for a one-hot
+    y this is `-log p_t + epsilon (1 - p_t)`. `1 - p_c` is computed from the other classes' sum
+    where p_c > 1/2 (no cancellation as p_c -> 1).
+
+    Args:
+      logits: float array (..., C) (the class axis at `axis`); -inf allowed, +inf gives NaN.
+      labels: same shape, values in [0, 1] (outside gives NaN).
+      epsilon: >= -1 (the paper's range: the coefficients of the (1 - p_t)^j stay non-negative,
+        so the loss falls as p_t rises; optax accepts any). 2.0 is the paper's ImageNet value,
+        -1 its detection one; 0 is `softmax_cross_entropy`.
+      axis: the class axis (an int); the result equals moving it last.
+      where: None or a boolean mask of logits' shape (classes kept in the softmax and the sums)
+        or of its shape without the class axis (positions kept); as in `softmax_cross_entropy`.
+
+    Returns:
+      loss of logits' shape without the class axis; float32 for half-precision inputs.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jnp.set_printoptions(precision=4)
+      >>> logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+      >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+      >>> print(jaxloss.poly_loss_cross_entropy(logits, labels, epsilon=1.0))
+      [0.3261 1.6574]
+
+    Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
+    Functions", ICLR 2022 (Poly-1, eq. 3); equals `optax.poly_loss_cross_entropy`.
+    """
+    fn = "poly_loss_cross_entropy"
+    logits, labels, where = _probability_axis_last(fn, axis, logits, labels, where)
+    logits, labels, dtype = _float_inputs(fn, logits, labels, class_axis=True)
+    _checks.non_empty(fn, "logits", logits, axis=-1)
+    eps = _scalar_hyper(fn, "epsilon", epsilon, dtype, low=-1)
+    if where is not None:
+        logits, labels, keep, _ = _masked_classes(where, logits, labels, dtype)
+    _checks.softmax_logits(fn, "logits", logits)
+    _checks.probabilities(fn, "labels", labels)
+    ce = _prob_ce(logits, labels, _nan_outside_01(labels))
+    shifted, e, total, _ = _softmax_terms(logits)
+    q = _one_minus_p(e / total, e, total, shifted == 0)
+    loss = ce + eps * jnp.sum(labels * q, axis=-1)
+    return loss if where is None else jnp.where(keep[..., 0], loss, 0)
+
+
 def softmax_cross_entropy_with_integer_labels(
     logits: Any,
     labels: Any,
@@ -669,6 +844,8 @@ def softmax_cross_entropy_with_integer_labels(
     label_smoothing: Any = 0.0,
     class_weights: Any = None,
     ignore_index: int | None = None,
+    where: Any = None,
+    axis: int = -1,
 ) -> jax.Array:
     """Cross entropy of softmax(logits) against integer class labels, without a one-hot array.
 
@@ -676,15 +853,22 @@ def softmax_cross_entropy_with_integer_labels(
     `eps = label_smoothing`; 0 where `labels == ignore_index`.
 
     Args:
-      logits: float array (..., C); -inf allowed, +inf gives NaN.
-      labels: integer array of shape logits.shape[:-1], values in [0, C) or `ignore_index`;
-        any other value gives NaN (optax silently reads -1 as the last class).
+      logits: float array (..., C) (the class axis at `axis`); -inf allowed, +inf gives NaN.
+      labels: integer array of logits' shape without the class axis, values in [0, C) or
+        `ignore_index`; any other value gives NaN (optax silently reads -1 as the last class).
       label_smoothing: in [0, 1].
       class_weights: None or (C,) non-negative weights w_c.
       ignore_index: None or an int; those positions give 0 with zero gradient.
+      where: None or a boolean mask, as in `optax.softmax_cross_entropy_with_integer_labels`:
+        of labels' shape, positions left out (0 with zero gradient, like `ignore_index`); or of
+        logits' shape, classes left out of the softmax (smoothing spreads over the C' kept
+        ones), a position with none kept gives 0, and a label on a left-out class gives NaN
+        (optax returns logsumexp of the kept logits minus the label's logit, possibly < 0).
+      axis: the class axis of logits (an int), e.g. 1 for (N, C, H, W) logits with (N, H, W)
+        labels; the result equals moving it last.
 
     Returns:
-      loss of shape logits.shape[:-1]; float32 for half-precision inputs.
+      loss of labels' shape; float32 for half-precision inputs.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -704,12 +888,27 @@ def softmax_cross_entropy_with_integer_labels(
         label_smoothing=label_smoothing,
         class_weights=class_weights,
         ignore_index=ignore_index,
+        axis=axis,
+        where=where,
     )
 
 
-def _integer_ce(fn, logits, labels, *, label_smoothing=0.0, class_weights=None, ignore_index=None):
+def _integer_ce(
+    fn,
+    logits,
+    labels,
+    *,
+    label_smoothing=0.0,
+    class_weights=None,
+    ignore_index=None,
+    axis=-1,
+    where=None,
+):
     """`softmax_cross_entropy_with_integer_labels` for the public function `fn`."""
-    logits, labels, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
+    logits, positions, classes = _integer_axis_last(fn, axis, logits, labels, where)
+    logits, labels, safe, ignored, bad = _integer_inputs(
+        fn, logits, labels, ignore_index, positions, classes
+    )
     dtype = logits.dtype
     smooth = not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0)
     eps = _scalar_hyper(fn, "label_smoothing", label_smoothing, dtype, low=0, high=1)
@@ -724,15 +923,33 @@ def _integer_ce(fn, logits, labels, *, label_smoothing=0.0, class_weights=None, 
             allow_scalar=False,
             low=0,
         )
-    keep = None if ignore_index is None else ~ignored
+    masked = ignore_index is not None or positions is not None or classes is not None
+    keep = ~ignored if masked else None
     nan_if_bad = jnp.where(bad, jnp.nan, 0).astype(dtype)
-    loss = _int_ce((smooth, w is not None), logits, labels, safe, nan_if_bad, keep, eps, w)
+    if classes is None:
+        loss = _int_ce((smooth, w is not None), logits, labels, safe, nan_if_bad, keep, eps, w)
+    else:
+        loss = _class_masked_int_ce(logits, safe, ignored, nan_if_bad, classes, smooth, eps, w)
     # Bad labels are NaN already; the select only where there are ignored positions.
-    return loss if ignore_index is None else jnp.where(ignored, 0, loss)
+    return jnp.where(ignored, 0, loss) if masked else loss
+
+
+def _class_masked_int_ce(logits, safe, ignored, nan_if_bad, classes, smooth, eps, w):
+    """The integer-label cross entropy with the classes outside `classes` left out of the softmax
+    (and smoothing spread over the C' kept ones), through the probability-label core: a rare
+    option, so its one-hot labels are worth the simplicity. Ignored positions compute on zeros."""
+    z = jnp.where(ignored[..., None], 0, jnp.where(classes, logits, -jnp.inf))
+    v = _one_hot(safe, z.shape, z.dtype)
+    if smooth:
+        count = jnp.maximum(jnp.sum(classes, axis=-1, keepdims=True), 1).astype(z.dtype)
+        v = (1 - eps) * v + eps / count * classes
+    if w is not None:
+        v = v * jnp.broadcast_to(w, z.shape)
+    return _prob_ce(z, v, jnp.broadcast_to(nan_if_bad[..., None], z.shape))
 
 
 def softmax_focal_loss(
-    logits: Any, labels: Any, *, alpha: Any = None, gamma: Any = 2.0
+    logits: Any, labels: Any, *, alpha: Any = None, gamma: Any = 2.0, axis: int = -1
 ) -> jax.Array:
     """Multi-class focal loss of softmax(logits) against probability labels.
 
@@ -740,14 +957,15 @@ def softmax_focal_loss(
     computed in log space (exact even where p_c rounds to 1).
 
     Args:
-      logits: float array (..., C); -inf allowed, +inf gives NaN.
+      logits: float array (..., C) (the class axis at `axis`); -inf allowed, +inf gives NaN.
       labels: same shape, values in [0, 1] (outside gives NaN).
       alpha: None, a scalar or a per-class vector (C,), non-negative.
       gamma: >= 0; gamma = 0 is `softmax_cross_entropy` (with class_weights=alpha) up to
         rounding.
+      axis: the class axis (an int); the result equals moving it last.
 
     Returns:
-      loss of shape logits.shape[:-1]; float32 for half-precision inputs.
+      loss of logits' shape without the class axis; float32 for half-precision inputs.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -761,6 +979,7 @@ def softmax_focal_loss(
     place of the sigmoid; finite gradients for every gamma >= 0, also gamma < 1 as p_c -> 1.
     """
     fn = "softmax_focal_loss"
+    logits, labels, _ = _probability_axis_last(fn, axis, logits, labels, None)
     logits, labels, dtype = _softmax_inputs(fn, logits, labels)
     gamma = _scalar_hyper(fn, "gamma", gamma, dtype, low=0)
     shifted, e, total, log_total = _softmax_terms(logits)
@@ -780,6 +999,7 @@ def softmax_focal_loss_with_integer_labels(
     alpha: Any = None,
     gamma: Any = 2.0,
     ignore_index: int | None = None,
+    axis: int = -1,
 ) -> jax.Array:
     """Multi-class focal loss of softmax(logits) against integer class labels.
 
@@ -787,16 +1007,17 @@ def softmax_focal_loss_with_integer_labels(
     `labels == ignore_index`.
 
     Args:
-      logits: float array (..., C); -inf allowed, +inf gives NaN.
-      labels: integer array of shape logits.shape[:-1], values in [0, C) or `ignore_index`
-        (anything else gives NaN).
+      logits: float array (..., C) (the class axis at `axis`); -inf allowed, +inf gives NaN.
+      labels: integer array of logits' shape without the class axis, values in [0, C) or
+        `ignore_index` (anything else gives NaN).
       alpha: None, a scalar or a per-class vector (C,), non-negative.
       gamma: >= 0; gamma = 0 is `softmax_cross_entropy_with_integer_labels` (with
         class_weights=alpha) up to rounding.
       ignore_index: None or an int; those positions give 0 with zero gradient.
+      axis: the class axis of logits (an int); the result equals moving it last.
 
     Returns:
-      loss of shape logits.shape[:-1]; float32 for half-precision inputs.
+      loss of labels' shape; float32 for half-precision inputs.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -810,6 +1031,7 @@ def softmax_focal_loss_with_integer_labels(
     place of the sigmoid; finite gradients for every gamma >= 0, also gamma < 1 as p_y -> 1.
     """
     fn = "softmax_focal_loss_with_integer_labels"
+    logits, _, _ = _integer_axis_last(fn, axis, logits, labels)
     logits, _, safe, ignored, bad = _integer_inputs(fn, logits, labels, ignore_index)
     # An ignored position computes on zeros: no NaN from its logits reaches the gradient.
     logits = jnp.where(ignored[..., None], 0, logits)
