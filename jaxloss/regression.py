@@ -154,10 +154,9 @@ def rmse(
     infinite at 0. Here 0 (a valid subgradient) is used there.
     """
     errors, count = _masked_errors("rmse", predictions, targets, where)
-    # Scaled by the largest |e| (a constant for autodiff: rmse is homogeneous, so the gradient is
-    # unchanged): e² would underflow to 0 from |e| ~ 1e-19 in float32, or overflow from ~ 1e19.
-    scale = jax.lax.stop_gradient(jnp.max(jnp.abs(errors)))
-    scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1)
+    # Scaled (rmse is homogeneous, so the gradient is unchanged): e² would underflow to 0 from
+    # |e| ~ 1e-19 in float32, or overflow from ~ 1e19.
+    scale = _norm_scale(errors, None, keepdims=False)
     mean_square = jnp.sum(jnp.square(errors / scale)) / count
     # Double where: sqrt's derivative at 0 is infinite, so differentiate only a safe argument.
     # Test `== 0`, not `> 0`: a NaN mean square must stay NaN.
@@ -305,16 +304,22 @@ def _axes(fn: str, axis: Any, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
+def _norm_scale(x: jax.Array, axes: Any, *, keepdims: bool) -> jax.Array:
+    """max|x| over `axes` (1 where it is 0 or not finite), a constant for autodiff, to divide
+    by before squaring so that Σx² neither underflows nor overflows."""
+    scale = lax.stop_gradient(jnp.max(jnp.abs(x), axis=axes, keepdims=keepdims))
+    scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1)
+    # Capped: XLA divides by multiplying with 1/scale, which flushes to 0 for scale > 1/tiny
+    # (float32 x / 2e38 gives 0, not 0.5); scaled entries up to max^¼ still square safely.
+    return jnp.minimum(scale, float(jnp.finfo(x.dtype).max) ** 0.75)
+
+
 def _direction(x: jax.Array, axes: tuple[int, ...], min_norm: jax.Array):
     """`x / max(‖x‖, min_norm)` over `axes` (0 where that divisor is 0), the divisor, and whether
     `‖x‖ < min_norm` (the norm is clipped)."""
     # The cosine is scale-invariant: dividing by max|x| first keeps Σx² within float range (optax
     # gives cos 0 for entries ~1e20 in float32, where Σx² overflows, and NaN for ~1e-25).
-    scale = lax.stop_gradient(jnp.max(jnp.abs(x), axis=axes, keepdims=True))
-    scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1)
-    # Capped: XLA divides by multiplying with 1/scale, which flushes to 0 for scale > 1/tiny
-    # (float32 x / 2e38 gives 0, not 0.5); scaled entries up to max^¼ still square safely.
-    scale = jnp.minimum(scale, float(jnp.finfo(x.dtype).max) ** 0.75)
+    scale = _norm_scale(x, axes, keepdims=True)
     scaled = x / scale
     sum_sq = jnp.sum(jnp.square(scaled), axis=axes, keepdims=True)
     # Double where: √ has an infinite derivative at 0 (a zero vector); the jvp rule below is

@@ -452,10 +452,11 @@ def test_where_as_a_list_and_bad_where():
 _rmse_value_and_grad = jax.jit(jax.value_and_grad(jaxloss.rmse))
 
 
-@pytest.mark.parametrize("magnitude", [1e-30, 1e-20, 1e20, 1e30])
+@pytest.mark.parametrize("magnitude", [1e-30, 1e-20, 1e20, 1e30, 6e37])
 def test_rmse_tiny_and_huge_errors_in_float32(magnitude):
     # e² leaves float32's range (under 1e-38 or over 3e38) although the rmse does not: before,
-    # 1e-30 errors gave rmse 0 with gradient 0, 1e20 errors gave inf.
+    # 1e-30 errors gave rmse 0 with gradient 0, 1e20 errors gave inf; and errors near float32's
+    # max (6e37 × 4 = 2.4e38) gave 0, XLA dividing by the max |e| through its flushed reciprocal.
     e64 = magnitude * np.array([3.0, -4.0, 0.0])
     e32 = e64.astype(np.float32)
     value, grad = _rmse_value_and_grad(e32, np.zeros(3, np.float32))
