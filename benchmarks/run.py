@@ -265,6 +265,43 @@ def _loss_rows() -> list[LossRow]:
             "int",
             floor="softmax",
         ),
+        LossRow(
+            "poly_loss_cross_entropy",
+            jaxloss.poly_loss_cross_entropy,
+            "onehot",
+            "optax.poly_loss_cross_entropy",
+            optax.poly_loss_cross_entropy,
+            floor="softmax",
+        ),
+        LossRow(
+            "l2_loss",
+            jaxloss.l2_loss,
+            "real",
+            "optax.l2_loss",
+            optax.l2_loss,
+            "F.mse_loss(sum) / 2",
+            lambda t, x, y: t.nn.functional.mse_loss(x, y, reduction="sum") / 2,
+        ),
+        LossRow("log_cosh", jaxloss.log_cosh, "real", "optax.log_cosh", optax.log_cosh),
+        LossRow(
+            "cosine_similarity",
+            jaxloss.cosine_similarity,
+            "real",
+            "optax.cosine_similarity",
+            optax.cosine_similarity,
+            F + "cosine_similarity",
+            lambda t, x, y: t.nn.functional.cosine_similarity(x, y, dim=-1).sum(),
+        ),
+        LossRow(
+            "cosine_distance",
+            jaxloss.cosine_distance,
+            "real",
+            "optax.cosine_distance",
+            optax.cosine_distance,
+        ),
+        # optax's multiclass_generalized_dice_loss is a different quantity (a weighted mean of
+        # per-class dice, not Sudre et al.'s ratio): no baseline.
+        LossRow("generalized_dice_loss", jaxloss.generalized_dice_loss, "onehot", floor="softmax"),
     ]
 
 

@@ -45,6 +45,12 @@ LOSS_ROWS = {
     "gaussian_nll": (False, True),
     "laplace_nll": (False, False),
     "mined_cross_entropy": (False, False),
+    "poly_loss_cross_entropy": (True, False),
+    "l2_loss": (True, True),
+    "log_cosh": (True, False),
+    "cosine_similarity": (True, True),
+    "cosine_distance": (True, False),
+    "generalized_dice_loss": (False, False),
 }
 FLOOR_ROWS = {"floor_sum", "floor_softmax"}
 TRAINING_ROWS = {"fit", "sweep", "sweep_vmapped", "taylor_check"}
