@@ -52,8 +52,8 @@ from jaxloss.regression import (
     rmse,
     squared_error,
 )
-from jaxloss.sequence import ctc_loss, ctc_loss_with_forward_probs
 from jaxloss.segmentation import dice_loss, generalized_dice_loss, jaccard_loss, tversky_loss
+from jaxloss.sequence import ctc_loss, ctc_loss_with_forward_probs
 from jaxloss.sgd import (
     FitResult,
     LRRangeResult,
