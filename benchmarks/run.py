@@ -270,7 +270,7 @@ def _loss_rows() -> list[LossRow]:
             jaxloss.poly_loss_cross_entropy,
             "onehot",
             "optax.poly_loss_cross_entropy",
-            optax.poly_loss_cross_entropy,
+            optax.losses.poly_loss_cross_entropy,
             floor="softmax",
         ),
         LossRow(
@@ -278,17 +278,17 @@ def _loss_rows() -> list[LossRow]:
             jaxloss.l2_loss,
             "real",
             "optax.l2_loss",
-            optax.l2_loss,
+            optax.losses.l2_loss,
             "F.mse_loss(sum) / 2",
             lambda t, x, y: t.nn.functional.mse_loss(x, y, reduction="sum") / 2,
         ),
-        LossRow("log_cosh", jaxloss.log_cosh, "real", "optax.log_cosh", optax.log_cosh),
+        LossRow("log_cosh", jaxloss.log_cosh, "real", "optax.log_cosh", optax.losses.log_cosh),
         LossRow(
             "cosine_similarity",
             jaxloss.cosine_similarity,
             "real",
             "optax.cosine_similarity",
-            optax.cosine_similarity,
+            optax.losses.cosine_similarity,
             F + "cosine_similarity",
             lambda t, x, y: t.nn.functional.cosine_similarity(x, y, dim=-1).sum(),
         ),
@@ -297,7 +297,7 @@ def _loss_rows() -> list[LossRow]:
             jaxloss.cosine_distance,
             "real",
             "optax.cosine_distance",
-            optax.cosine_distance,
+            optax.losses.cosine_distance,
         ),
         # optax's multiclass_generalized_dice_loss is a different quantity (a weighted mean of
         # per-class dice, not Sudre et al.'s ratio): no baseline.
