@@ -4,19 +4,33 @@ JAX's default float32 mode, as users run it; rank promotion raises, so (N,) vs (
 
 Tests that need float64 (a reference where float32 roundoff would hide the truth) are marked
 `@pytest.mark.x64` (or take the `x64` fixture) and run with `jax_enable_x64` on for their duration.
+
+Compilation is most of the suite's time, so in-process tests compile with XLA:CPU's older
+elemental emitters (`--xla_cpu_use_fusion_emitters=false`) and most XLA optimisations off: half
+the CPU time, same semantics (tests compare against references with tolerances, and bit-for-bit
+tests compare two programs built the same way). What users see is still checked as they run it:
+the README blocks run in fresh interpreters with JAX's default settings, and tests about the
+optimised build turn optimisations back on. `JAXLOSS_TEST_DEFAULT_XLA=1` runs everything with the
+defaults.
 """
 
 import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-import pytest
+FAST_COMPILE = os.environ.get("JAXLOSS_TEST_DEFAULT_XLA") != "1"
+FAST_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
+if FAST_COMPILE:  # read when the CPU backend starts: before any JAX computation
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_XLA_FLAG}".strip()
 
-import jaxloss
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import pytest  # noqa: E402
+
+import jaxloss  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_disable_most_optimizations", FAST_COMPILE)
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -24,19 +38,23 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-def pytest_collection_modifyitems(config, items):
-    """`--dist loadgroup`: a test file's tests share one worker (and its module fixtures and
-    compilations), except the README blocks: each runs in its own interpreter, so they spread
-    over the workers instead of queueing on one."""
-    for item in items:
-        if item.path.name != "test_readme.py":
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
-
-
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "x64: run with jax_enable_x64 on (float64 references and inputs)"
     )
+
+
+@pytest.fixture(autouse=True)
+def _docstring_examples_optimised(request):
+    """Docstring examples show what a user's call prints: compiled with optimisations on."""
+    if not FAST_COMPILE or not isinstance(request.node, pytest.DoctestItem):
+        yield
+        return
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", True)
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import jax
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -28,14 +27,7 @@ def quick_run(name, tmp_path_factory, *extra):
     it wrote (strict: a NaN or inf in it fails the test) and the output folder."""
     module = load(name)
     out = tmp_path_factory.mktemp(name)
-    # A smoke run checks claims, not compiled-code numerics: let XLA skip most optimisations,
-    # which roughly halves the compile time that dominates a quick run.
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        module.main(["--quick", "--no-progress", "--out", str(out), *extra])
-    finally:
-        jax.config.update("jax_disable_most_optimizations", previous)
+    module.main(["--quick", "--no-progress", "--out", str(out), *extra])
     text = (out / f"{name}.json").read_text()
     result = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
     assert (out / f"{name}.png").stat().st_size > 0

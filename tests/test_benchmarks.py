@@ -66,7 +66,8 @@ def _load_harness():
     return module
 
 
-@pytest.fixture(scope="module")
+# Session scope: the one --quick run is made once per worker, whatever order the tests run in.
+@pytest.fixture(scope="session")
 def harness():
     return _load_harness()
 
@@ -78,7 +79,7 @@ def _main(harness, argv):
     return result, out.getvalue()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quick(harness, tmp_path_factory):
     """One --quick run of every row at a tiny size: (returned dict, JSON on disk, printed text)."""
     path = tmp_path_factory.mktemp("bench") / "bench.json"

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from conftest import FAST_XLA_FLAG
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 _PRINT = re.compile(r"^\s*print\(.*\)\s+# (.*)$")
@@ -52,6 +54,10 @@ def test_readme_block_runs_and_prints_what_it_shows(index, tmp_path):
     block = python_blocks()[index]
     env = {**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
     env.pop("JAX_ENABLE_X64", None)
+    # JAX's default compiler settings, as a reader runs the block (conftest.py speeds up the
+    # in-process tests' compilation).
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(FAST_XLA_FLAG, "").strip()
+    env.pop("JAX_DISABLE_MOST_OPTIMIZATIONS", None)
     done = subprocess.run(
         [sys.executable, "-c", block],
         capture_output=True,
