@@ -14,6 +14,7 @@ import optax
 import pytest
 from jax.experimental import checkify
 from jax.test_util import check_grads
+from static_errors import assert_raises_eager_and_jitted
 
 import jaxloss
 
@@ -861,11 +862,8 @@ STATIC_ERRORS = [
 @pytest.mark.parametrize("case", range(len(STATIC_ERRORS)))
 def test_static_errors(case):
     fn, args, kwargs, exc, match = STATIC_ERRORS[case]
-    with pytest.raises(exc, match=match):
-        fn(*args, **kwargs)
-    if "must lie" not in match:  # shapes and dtypes fail at trace time under jit too
-        with pytest.raises(exc, match=match):
-            jax.jit(lambda *a: fn(*a, **kwargs))(*args)
+    # Shapes and dtypes fail at trace time under jit too; value ranges need concrete values.
+    assert_raises_eager_and_jitted(fn, args, kwargs, exc, match, jitted="must lie" not in match)
 
 
 # ------------------------------------------------------------------ run-time values and checked

@@ -16,6 +16,7 @@ import optax
 import pytest
 from jax.experimental import checkify
 from jax.test_util import check_grads
+from static_errors import assert_raises_eager_and_jitted
 
 import jaxloss
 
@@ -387,10 +388,7 @@ STATIC_ERRORS = [
 @pytest.mark.parametrize("case", range(len(STATIC_ERRORS)))
 def test_static_errors(case):
     fn, args, kw, exc, match = STATIC_ERRORS[case]
-    with pytest.raises(exc, match=match):
-        fn(*args, **kw)
-    with pytest.raises(exc, match=match):  # at trace time under jit too
-        jax.jit(functools.partial(fn, **kw))(*args)
+    assert_raises_eager_and_jitted(fn, args, kw, exc, match)
 
 
 def test_checked_raises_for_bad_values():

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 from jax.experimental import checkify
+from static_errors import assert_raises_eager_and_jitted
 
 import jaxloss
 
@@ -281,10 +282,7 @@ STATIC_ERRORS = [
 @pytest.mark.parametrize("case", range(len(STATIC_ERRORS)))
 def test_static_errors(case):
     fn, args, exc, match = STATIC_ERRORS[case]
-    with pytest.raises(exc, match=match):
-        fn(*args)
-    with pytest.raises(exc, match=match):  # at trace time under jit too
-        jax.jit(fn)(*args)
+    assert_raises_eager_and_jitted(fn, args, {}, exc, match)
 
 
 # ------------------------------------------------------------------ run-time values and checked

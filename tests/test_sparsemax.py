@@ -14,6 +14,7 @@ import optax
 import pytest
 from jax.experimental import checkify
 from jax.scipy.special import logsumexp
+from static_errors import assert_raises_eager_and_jitted
 
 import jaxloss
 
@@ -299,10 +300,7 @@ STATIC_ERRORS = [
 @pytest.mark.parametrize("case", range(len(STATIC_ERRORS)))
 def test_static_errors(case):
     fn, args, exc, match = STATIC_ERRORS[case]
-    with pytest.raises(exc, match=match):
-        fn(*args)
-    with pytest.raises(exc, match=match):  # at trace time under jit too
-        jax.jit(fn)(*args)
+    assert_raises_eager_and_jitted(fn, args, {}, exc, match)
 
 
 def test_max_fun_must_be_callable():
