@@ -39,6 +39,7 @@ from jaxloss.metric import ntxent, triplet_margin_loss
 from jaxloss.mining import hard_negative_mask, mined_cross_entropy, ohem_mask
 from jaxloss.models import linear, mlp
 from jaxloss.objective import objective, per_sample_losses
+from jaxloss.parallel import data_parallel_mesh, replicate, shard_batch
 from jaxloss.ranking import ranking_softmax_loss
 from jaxloss.regression import (
     absolute_error,
@@ -142,6 +143,10 @@ __all__ = [
     "TaylorReport",
     "hessian_vector_product",
     "top_hessian_eigenvalue",
+    # many devices
+    "data_parallel_mesh",
+    "shard_batch",
+    "replicate",
     # mining / likelihood / backprop / datasets
     "hard_negative_mask",
     "ohem_mask",

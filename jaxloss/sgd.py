@@ -24,6 +24,7 @@ objects between calls: a new `jaxloss.objective(...)`, a new lambda or a new
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -32,8 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, PartitionSpec
 
-from jaxloss import _checks, _trees
+from jaxloss import _checks, _trees, parallel
 from jaxloss.objective import num_samples
 from jaxloss.taylor import _hvp, _vdot, power_iteration
 
@@ -476,6 +478,8 @@ class _Config(NamedTuple):
     monitor_every: int | None = None
     parallel_runs: int | None = None  # sweep: runs computed at once; None for one run
     per_seed: bool = False  # sweep: one start per seed (init_fn) instead of one shared start
+    batch_sharding: Any = None  # the sharding minibatches keep (data parallelism), or None
+    mesh: Any = None  # sweep: the mesh whose devices share the runs, or None
 
 
 class _State(NamedTuple):
@@ -562,6 +566,10 @@ def _run(config, state, frozen, rate, key, inputs, targets, t0, steps):
         else:
             idx = jax.random.choice(jax.random.fold_in(key, t), n, (config.batch_size,), False)
             x, y = jax.tree.map(lambda a: a[idx], (inputs, targets))
+            if config.batch_sharding is not None:
+                # Sharded data: keep the minibatch split too, so each device differentiates its
+                # part and one all-reduce sums the gradient (else every device would do it all).
+                x, y = jax.lax.with_sharding_constraint((x, y), config.batch_sharding)
         loss, grads = jax.value_and_grad(loss_of)(p_unravel(params), x, y)
         grads = _ravel(grads)[0]
         running = (t < steps) & (diverged_at < 0)
@@ -634,13 +642,11 @@ def _core(config, state, start, frozen, rates, keys, inputs, targets, t0, steps)
 
     num_rates, num_seeds = rates.shape[0], keys.shape[0]
     runs = num_rates * num_seeds
-    # Padded with copies of run 0 to a multiple of the number run at once, so that the mapped
-    # function is traced (and compiled) once.
-    chunk = min(config.parallel_runs, runs)
-    padded = -(-runs // chunk) * chunk
-
-    def pad(a):
-        return jnp.concatenate([a, a[: padded - runs]]) if padded > runs else a
+    devices = 1 if config.mesh is None else config.mesh.size
+    # Padded with copies of the first runs to a multiple of (devices × runs at once), so that the
+    # mapped function is traced (and compiled) once; the copies are dropped at the end.
+    chunk = min(config.parallel_runs, -(-runs // devices))
+    padded = -(-runs // (chunk * devices)) * chunk * devices
 
     frozen = _per_run(config, frozen, num_rates, num_seeds)
     args = (
@@ -650,20 +656,36 @@ def _core(config, state, start, frozen, rates, keys, inputs, targets, t0, steps)
         jnp.repeat(rates, num_seeds),
         jnp.tile(keys, num_rates),
     )
+    if padded > runs:
+        args = jax.tree.map(lambda a: a[np.arange(padded) % runs], args)
 
-    def run(args):
+    def run(args, inputs, targets):
         run_state, run_start, run_frozen, rate, key = args
         if run_state is None:
             run_state = _start(config, run_start, rate, steps)
         return _run(config, run_state, run_frozen, rate, key, inputs, targets, t0, steps)
 
-    args = jax.tree.map(pad, args)
-    if chunk == padded:  # all at once (GPU/TPU default)
-        out = jax.vmap(run)(args)
-    elif chunk == 1:  # one after another (CPU default): no batching copies at all
-        out = jax.lax.map(run, args)
+    def runs_here(args, inputs, targets):
+        """This device's runs: all at once (the GPU/TPU default) or `chunk` at a time."""
+        mapped = functools.partial(run, inputs=inputs, targets=targets)
+        if chunk == 1:  # the CPU default: no batching copies at all
+            return jax.lax.map(mapped, args)
+        if chunk == jax.tree.leaves(args)[0].shape[0]:
+            return jax.vmap(mapped)(args)
+        return jax.lax.map(mapped, args, batch_size=chunk)
+
+    if config.mesh is None:
+        out = runs_here(args, inputs, targets)
     else:
-        out = jax.lax.map(run, args, batch_size=chunk)
+        # Hyperparameter parallelism: each device trains whole runs on all the data.
+        runs_spec, everywhere = PartitionSpec(config.mesh.axis_names), PartitionSpec()
+        out = jax.shard_map(
+            runs_here,
+            mesh=config.mesh,
+            in_specs=(runs_spec, everywhere, everywhere),
+            out_specs=runs_spec,
+            check_vma=False,  # no collective inside: each device's runs are independent
+        )(args, inputs, targets)
     state, (losses, values), final = jax.tree.map(lambda a: a[:runs], out)
 
     def grid(a):
@@ -898,6 +920,7 @@ def fit(
         batch_size,
         steps,
         monitor_every=_monitor_every(fn, monitor_every),
+        batch_sharding=parallel.batch_sharding(inputs, targets, batch_size),
     )
     state, (losses, values), final = _drive(
         config, steps, progress, trainable, frozen, rate, key, inputs, targets
@@ -934,6 +957,7 @@ def sweep(
     progress: bool = False,
     optimizer: Callable[[Any], optax.GradientTransformation] = optax.sgd,
     monitor_every: int | None = None,
+    mesh: Mesh | None = None,
 ) -> SweepResult:
     """`fit` for K learning rates × S seeds at once, all K·S runs in one compiled program.
 
@@ -967,15 +991,22 @@ def sweep(
             have the same leaves that do not train (the same Python objects: define callables
             once, outside `init_fn`) and the same shapes and dtypes.
         batch_size: None (full batch) or an integer 1 ≤ batch_size ≤ N (the minibatch size).
-        parallel_runs: how many of the K·S runs are computed at once, an integer ≥ 1 (values
-            above K·S mean all of them; the runs are padded to a multiple of it). None (default)
-            picks by `jax.default_backend()`: 1 on CPU, all K·S on GPU/TPU. Results depend on it
+        parallel_runs: how many of the K·S runs (of each device's share, with `mesh`) are
+            computed at once, an integer ≥ 1 (values above the count mean all of them; the runs
+            are padded to a multiple of it). None (default) picks by `jax.default_backend()`: 1
+            on CPU, all of them on GPU/TPU. Results depend on it
             only through float roundoff (vmapped kernels round differently), which training at a
             large, barely stable η can amplify over many steps.
         progress: show a tqdm progress bar (needs `tqdm`), updated between 20 chunks.
         optimizer: as in `fit` (default `optax.sgd`); the same object keeps one compilation.
         monitor_every: as in `fit`, per run. With the runs vmapped (`parallel_runs` > 1) every
             step pays for the monitor: a vmapped `lax.cond` computes both branches.
+        mesh: None (default), or a `jax.sharding.Mesh` (e.g. `jaxloss.data_parallel_mesh()`)
+            whose devices share the K·S runs: hyperparameter parallelism, each device training
+            whole runs on all the data (the data are copied to every device). When K·S is not
+            a multiple of the device count, copies of the first runs fill the last devices and
+            are dropped. The results are those of the sweep without `mesh`. (For data
+            parallelism instead, pass `inputs`/`targets` from `jaxloss.shard_batch`.)
 
     Returns:
         `SweepResult` with `losses (K, S, steps)`, `final_losses (K, S)`, `diverged_at (K, S)`,
@@ -1006,6 +1037,9 @@ def sweep(
     rates = _learning_rates(fn, "learning_rates", learning_rates, ndim=1)
     _optimizer(fn, optimizer, float(rates[0]))
     seeds, seed_keys = _seeds(seeds)
+    if mesh is not None:
+        mesh = parallel._mesh(fn, mesh)
+    devices = 1 if mesh is None else mesh.size
     if (init_fn is None) == (params is None):
         raise ValueError(
             "jaxloss.sweep: give exactly one of `params` (shared initial parameters) and "
@@ -1037,8 +1071,10 @@ def sweep(
         batch_size,
         steps,
         monitor_every=_monitor_every(fn, monitor_every),
-        parallel_runs=_parallel_runs(parallel_runs, rates.shape[0] * seeds.shape[0]),
+        parallel_runs=_parallel_runs(parallel_runs, -(-rates.shape[0] * seeds.shape[0] // devices)),
         per_seed=init_fn is not None,
+        batch_sharding=None if mesh else parallel.batch_sharding(inputs, targets, batch_size),
+        mesh=mesh,
     )
     state, (losses, values), final, (trainable, opt_state, frozen) = _drive(
         config, steps, progress, start, frozen, rates, batch_keys, inputs, targets
@@ -1176,7 +1212,17 @@ def lr_range_test(
         key = None
     elif key is not None:
         key = _checks.prng_key(fn, "key", key)
-    config = _Config(fn, objective_fn, optimizer, "exponential", None, spec, batch_size, steps)
+    config = _Config(
+        fn,
+        objective_fn,
+        optimizer,
+        "exponential",
+        None,
+        spec,
+        batch_size,
+        steps,
+        batch_sharding=parallel.batch_sharding(inputs, targets, batch_size),
+    )
     _, (losses, _), _ = _drive(config, steps, False, trainable, frozen, rates, key, inputs, targets)
     learning_rates = min_lr * (max_lr / min_lr) ** (np.arange(steps) / (steps - 1))
     return _range_result(learning_rates, np.asarray(losses, np.float64))
