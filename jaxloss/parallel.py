@@ -23,6 +23,7 @@ hosts: call `jax.distributed.initialize()` first; the mesh then spans every host
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -32,14 +33,20 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxloss import _checks
 
 DATA_AXIS = "data"
+_SIMULATED_FLAG = "--xla_force_host_platform_device_count"
 
 
-def data_parallel_mesh(num_devices: int | None = None) -> Mesh:
+def data_parallel_mesh(num_devices: int | None = None, *, simulate_on_cpu: bool = False) -> Mesh:
     """A 1-D `jax.sharding.Mesh` over the first `num_devices` devices, its axis named `"data"`.
 
     Args:
         num_devices: how many of `jax.devices()` (the default backend's, every host's) to use, an
             integer in [1, jax.device_count()]; None (default) uses them all.
+        simulate_on_cpu: if JAX has not computed anything yet, first ask for `num_devices` CPU
+            devices (`jax_num_cpu_devices`; they share the host's cores: for trying code meant for
+            many devices, not for speed). They are what you get when the CPU is JAX's platform
+            (no accelerator, or `JAX_PLATFORMS=cpu`). Ignored once JAX has started, or when
+            `XLA_FLAGS` already sets `--xla_force_host_platform_device_count`.
 
     Returns:
         `Mesh(devices, ("data",))`, with JAX's automatic (GSPMD) sharding propagation.
@@ -53,6 +60,8 @@ def data_parallel_mesh(num_devices: int | None = None) -> Mesh:
         >>> mesh.axis_names, mesh.size
         (('data',), 1)
     """
+    if simulate_on_cpu and num_devices is not None:
+        _ask_for_cpu_devices(num_devices)
     available = jax.device_count()
     if num_devices is None:
         num_devices = available
@@ -66,6 +75,15 @@ def data_parallel_mesh(num_devices: int | None = None) -> Mesh:
             "computation."
         )
     return Mesh(np.asarray(jax.devices()[:num_devices]), (DATA_AXIS,))
+
+
+def _ask_for_cpu_devices(num_devices: int) -> None:
+    if _SIMULATED_FLAG in os.environ.get("XLA_FLAGS", "") or jax.config.jax_num_cpu_devices > 0:
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", num_devices)
+    except RuntimeError:  # JAX has started: the devices it has are the ones to use
+        pass
 
 
 def _mesh(fn: str, mesh: Any) -> Mesh:

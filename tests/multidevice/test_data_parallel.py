@@ -249,6 +249,9 @@ def test_mesh_shard_batch_and_replicate_place_the_arrays():
     mesh = jaxloss.data_parallel_mesh()
     assert mesh.axis_names == ("data",) and mesh.size == 8
     assert list(mesh.devices) == jax.devices()
+    # The XLA flag of this session wins: two of its eight devices, no new backend.
+    assert jaxloss.data_parallel_mesh(2, simulate_on_cpu=True).size == 2
+    assert jax.device_count() == 8
     tree = {"image": jnp.ones((16, 3, 2)), "mask": jnp.zeros(16, bool)}
     placed = jaxloss.shard_batch(mesh, tree)
     assert placed["image"].sharding == NamedSharding(mesh, PartitionSpec("data"))
