@@ -1035,7 +1035,7 @@ def sweep(
     n = num_samples(fn, inputs, targets)
     batch_size = _batch_size(fn, batch_size, n, None, needs_key=False)
     rates = _learning_rates(fn, "learning_rates", learning_rates, ndim=1)
-    _optimizer(fn, optimizer, float(rates[0]))
+    _optimizer(fn, optimizer, rates[0])
     seeds, seed_keys = _seeds(seeds)
     if mesh is not None:
         mesh = parallel._mesh(fn, mesh)
