@@ -58,6 +58,8 @@ def test_readme_block_runs_and_prints_what_it_shows(index, tmp_path):
     # in-process tests' compilation).
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(FAST_XLA_FLAG, "").strip()
     env.pop("JAX_DISABLE_MOST_OPTIMIZATIONS", None)
+    # The numbers shown are the CPU's (and the many-device block's 8 devices simulated CPUs).
+    env["JAX_PLATFORMS"] = "cpu"
     done = subprocess.run(
         [sys.executable, "-c", block],
         capture_output=True,
