@@ -190,7 +190,7 @@ def _is_array_like(leaf: Any) -> bool:
     return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
 
 
-def batch_sharding(inputs: Any, targets: Any, batch_size: int | None) -> NamedSharding | None:
+def _minibatch_sharding(inputs: Any, targets: Any, batch_size: int | None) -> NamedSharding | None:
     """The sharding a minibatch of `batch_size` drawn from `inputs`/`targets` keeps, so that the
     gradient of each step is computed data-parallel: the leading-axis sharding every leaf shares,
     when `batch_size` divides among its devices; else None (the minibatch is then replicated)."""

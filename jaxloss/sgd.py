@@ -920,7 +920,7 @@ def fit(
         batch_size,
         steps,
         monitor_every=_monitor_every(fn, monitor_every),
-        batch_sharding=parallel.batch_sharding(inputs, targets, batch_size),
+        batch_sharding=parallel._minibatch_sharding(inputs, targets, batch_size),
     )
     state, (losses, values), final = _drive(
         config, steps, progress, trainable, frozen, rate, key, inputs, targets
@@ -1039,7 +1039,8 @@ def sweep(
     seeds, seed_keys = _seeds(seeds)
     if mesh is not None:
         mesh = parallel._mesh(fn, mesh)
-    devices = 1 if mesh is None else mesh.size
+    runs_per_device = -(-rates.shape[0] * seeds.shape[0] // (1 if mesh is None else mesh.size))
+    minibatch_sharding = parallel._minibatch_sharding(inputs, targets, batch_size)
     if (init_fn is None) == (params is None):
         raise ValueError(
             "jaxloss.sweep: give exactly one of `params` (shared initial parameters) and "
@@ -1071,9 +1072,10 @@ def sweep(
         batch_size,
         steps,
         monitor_every=_monitor_every(fn, monitor_every),
-        parallel_runs=_parallel_runs(parallel_runs, -(-rates.shape[0] * seeds.shape[0] // devices)),
+        parallel_runs=_parallel_runs(parallel_runs, runs_per_device),
         per_seed=init_fn is not None,
-        batch_sharding=None if mesh else parallel.batch_sharding(inputs, targets, batch_size),
+        # With a mesh each device holds all the data: minibatches stay whole.
+        batch_sharding=minibatch_sharding if mesh is None else None,
         mesh=mesh,
     )
     state, (losses, values), final, (trainable, opt_state, frozen) = _drive(
@@ -1221,7 +1223,7 @@ def lr_range_test(
         spec,
         batch_size,
         steps,
-        batch_sharding=parallel.batch_sharding(inputs, targets, batch_size),
+        batch_sharding=parallel._minibatch_sharding(inputs, targets, batch_size),
     )
     _, (losses, _), _ = _drive(config, steps, False, trainable, frozen, rates, key, inputs, targets)
     learning_rates = min_lr * (max_lr / min_lr) ** (np.arange(steps) / (steps - 1))
