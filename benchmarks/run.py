@@ -4,6 +4,7 @@ and taylor_check against hand-written baselines. One process, one table, one JSO
     python benchmarks/run.py                        # default sizes; about 10 minutes on 2 CPU cores
     python benchmarks/run.py --quick                # tiny sizes, a smoke test (< 1 minute)
     python benchmarks/run.py --only softmax --sizes 16384x1000 --json /tmp/bench.json
+    python benchmarks/run.py --quick --devices 8    # + the devices section, 8 simulated on a CPU
 
 Groups of rows (`--only` takes a group or row name, or a substring of a row name):
 
@@ -17,6 +18,11 @@ Groups of rows (`--only` takes a group or row name, or a substring of a row name
 - `training`: `fit` against a jitted `lax.scan` of `optax.sgd` (same objective) and a PyTorch
   eager loop; `sweep` of K rates against K sequential `fit` calls; `taylor_check` (64 η) against a
   `value_and_grad` and 64 separate jitted loss evaluations at θ − ηg.
+- `devices` (only with `--devices N`, N > 1): for d = 1, 2, 4, ... and N devices, `fit` data
+  parallel (the batch split over d devices, the parameters replicated) and `sweep` with
+  `mesh=data_parallel_mesh(d)` (the runs split over d devices), each against itself on 1 device:
+  time ratio and the largest |difference| of the losses. On a CPU the N devices are simulated
+  (they share the host's cores: no speed-up expected; the point is that it runs and agrees).
 
 Method: each comparison runs in this process, round-robin (A, B, torch, floor, A, B, ...) after a
 warm-up call, so machine noise hits all alike; a figure is the median of `--repeats` runs, each
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -56,7 +63,8 @@ except ImportError:
 
 DEFAULT_SIZES = "4096x256,16384x1000,65536x1000"
 DEFAULT_JSON = Path(__file__).resolve().parent.parent / "results" / "benchmarks.json"
-GROUPS = ("losses", "floors", "training")
+GROUPS = ("losses", "floors", "training", "devices")
+DEVICE_ROWS = ("fit_data_parallel", "sweep_mesh")
 NOT_INSTALLED = "not installed"
 NO_EQUIVALENT = "—"
 
@@ -341,7 +349,7 @@ def _seconds(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def _round_robin(jobs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+def _round_robin(jobs: dict[Any, Callable[[], Any]], repeats: int) -> dict[Any, float]:
     """Median seconds per job over `repeats` interleaved rounds (jobs are already warm)."""
     times: dict[str, list[float]] = {name: [] for name in jobs}
     for _ in range(repeats):
@@ -685,6 +693,84 @@ TRAINING = {
 }
 
 
+# --------------------------------------------------------------------------------------- devices
+
+
+def _device_counts(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, then n itself."""
+    counts = [1]
+    while counts[-1] * 2 <= n:
+        counts.append(counts[-1] * 2)
+    return counts if counts[-1] == n else [*counts, n]
+
+
+def _where(d: int) -> str:
+    """What the d devices of a row are: simulated CPU devices are said to be so."""
+    if jax.default_backend() == "cpu":
+        if d == 1:
+            return "simulated on CPU (1 device: the reference)"
+        return f"simulated on CPU ({d} devices share the host's cores: no speed-up expected)"
+    return f"{d} × {jax.devices()[0].device_kind} ({jax.default_backend()})"
+
+
+def _max_abs_difference(ours: Any, reference: Any) -> float | None:
+    """max |ours − reference| over the losses; None when a run diverged (NaN from there on) in
+    one and not at the same step in the other."""
+    a, b = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
+    if not np.array_equal(np.isfinite(a), np.isfinite(b)):
+        return None
+    return float(np.max(np.abs(a - b)[np.isfinite(a)], initial=0.0))
+
+
+def _devices_rows(problem: Problem, counts: list[int], names: list[str], repeats: int):
+    """`fit` data parallel and `sweep(mesh=...)` on each device count, round-robin over all of
+    them, each against its own 1-device run (same process, same round-robin)."""
+    f, params, x, y = problem.build()
+    rates = np.logspace(-2, 1, problem.rates)
+    jobs = {}
+    for d in counts:
+        mesh = jaxloss.data_parallel_mesh(d)
+        xd, yd = jaxloss.shard_batch(mesh, x, y)
+        pd = jaxloss.replicate(mesh, params)
+        run = {
+            "fit_data_parallel": functools.partial(
+                jaxloss.fit, f, pd, xd, yd, learning_rate=0.1, steps=problem.steps
+            ),
+            "sweep_mesh": functools.partial(
+                jaxloss.sweep,
+                f,
+                params,
+                x,
+                y,
+                learning_rates=rates,
+                steps=problem.steps,
+                mesh=mesh,
+            ),
+        }
+        jobs.update({(name, d): run[name] for name in names})
+    firsts = {key: _seconds(fn) for key, fn in jobs.items()}
+    seconds = _round_robin(jobs, repeats)
+    rows = []
+    for name, d in jobs:
+        size = problem.describe(rates=name == "sweep_mesh")
+        how = "batch split, params replicated" if name == "fit_data_parallel" else "runs split"
+        rows.append(
+            _row(
+                "devices",
+                name,
+                size,
+                devices=d,
+                where=_where(d),
+                baseline=f"the same on 1 device ({how} over d devices)",
+                torch=NO_EQUIVALENT,
+                agrees=_max_abs_difference(firsts[name, d][1].losses, firsts[name, 1][1].losses),
+                ms={"jaxloss": 1e3 * seconds[name, d], "baseline": 1e3 * seconds[name, 1]},
+                compile_s={"jaxloss": firsts[name, d][0] - seconds[name, d]},
+            )
+        )
+    return rows
+
+
 # ---------------------------------------------------------------------------------------- output
 
 
@@ -707,6 +793,7 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "backend": jax.default_backend(),
         "device": getattr(device, "device_kind", str(device)),
+        "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu,
         "torch_threads": torch.get_num_threads() if torch is not None else None,
@@ -728,16 +815,19 @@ def _ratio(value: float | None) -> str:
 def table(result: dict) -> str:
     """The printed table (Markdown), its header line and the baselines each row compares with."""
     meta = result["meta"]
-    lines = [
+    header = [
         f"jax {meta['jax']}, optax {meta['optax']}, torch {meta['torch']}; backend "
-        f"{meta['backend']} ({meta['device']}), {meta['cpu_count']} CPUs ({meta['cpu_model']}); "
-        f"median of {meta['repeats']} runs",
+        f"{meta['backend']} ({meta['device_count']} × {meta['device']}), {meta['cpu_count']} CPUs "
+        f"({meta['cpu_model']}); median of {meta['repeats']} runs",
+    ]
+    lines = [
         "",
         "| row | size | jaxloss ms | baseline ms | baseline/jaxloss | jaxloss/floor | "
         "temp MiB jaxloss / baseline | torch ms | torch/jaxloss | compile s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in result["rows"]:
+    rows = [row for row in result["rows"] if row["group"] != "devices"]
+    for row in rows:
         ms, ratios = row["ms"], row["ratios"]
         temp = row.get("temp_mib", {})
         if row["group"] == "floors":
@@ -761,12 +851,37 @@ def table(result: dict) -> str:
             f"{_fmt(row['compile_s']['jaxloss'], 2)} |"
         )
     baselines = {}
-    for row in result["rows"]:
+    for row in rows:
         if row["group"] != "floors":
             baselines.setdefault(row["name"], (row["baseline"], row["torch"]))
-    lines += ["", "Baselines (— : no equivalent; the row is measured against its floor only):"]
-    lines += [f"- {name}: {base}; torch: {tr}" for name, (base, tr) in baselines.items()]
+    if baselines:
+        lines += ["", "Baselines (— : no equivalent; the row is measured against its floor only):"]
+        lines += [f"- {name}: {base}; torch: {tr}" for name, (base, tr) in baselines.items()]
+    devices = [row for row in result["rows"] if row["group"] == "devices"]
+    lines = header + (lines if rows else []) + (_devices_table(devices) if devices else [])
     return "\n".join(lines)
+
+
+def _devices_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        "Devices: fit_data_parallel = `fit` on the batch split over d devices (`shard_batch`), "
+        "params replicated; sweep_mesh = `sweep(mesh=data_parallel_mesh(d))`, the runs split over "
+        "d devices. Each row against the same on 1 device, in the same run; agrees = max |losses "
+        "− losses on 1 device|.",
+        "",
+        "| row | devices | size | ms | 1-device ms | 1 device / d | agrees | compile s | where |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        agrees = row["agrees"]
+        lines.append(
+            f"| {row['name']} | {row['devices']} | {row['size']} | {_fmt(row['ms']['jaxloss'])} | "
+            f"{_fmt(row['ms']['baseline'])} | {_ratio(row['ratios']['baseline/jaxloss'])} | "
+            f"{'diverged differently' if agrees is None else f'{agrees:.2g}'} | "
+            f"{_fmt(row['compile_s']['jaxloss'], 2)} | {row['where']} |"
+        )
+    return lines
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -812,6 +927,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=_positive, help="timed runs per figure (default 5)")
     parser.add_argument(
+        "--devices",
+        type=_positive,
+        default=1,
+        help="N > 1 adds the devices section (fit and sweep on 1, 2, 4, ... N devices; on a CPU N "
+        "simulated devices). Default 1: no such section",
+    )
+    parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"where to write (default {DEFAULT_JSON})"
     )
     args = parser.parse_args(argv)
@@ -819,6 +941,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.sizes = _sizes("64x8" if args.quick else DEFAULT_SIZES)
     if args.repeats is None:
         args.repeats = 3 if args.quick else 5
+    samples = _problem(args.quick).samples
+    if samples % args.devices:
+        parser.error(
+            f"--devices must divide the training problem's {samples} samples (the batch is split "
+            f"evenly over the devices); got {args.devices}"
+        )
     return args
 
 
@@ -826,12 +954,15 @@ def _selected(only: list[str] | None, group: str, name: str) -> bool:
     return only is None or any(o in (group, name) or o in name for o in only)
 
 
+def _problem(quick: bool) -> Problem:
+    if quick:
+        return Problem(samples=64, hidden=32, steps=20, rates=4)
+    return Problem(samples=512, hidden=32, steps=300, rates=16)
+
+
 def run(args: argparse.Namespace) -> dict:
     """Measure every selected row; returns {"meta": ..., "rows": [...]} (also the JSON)."""
-    if args.quick:
-        problem = Problem(samples=64, hidden=32, steps=20, rates=4)
-    else:
-        problem = Problem(samples=512, hidden=32, steps=300, rates=16)
+    problem = _problem(args.quick)
     losses = [r for r in _loss_rows() if _selected(args.only, "losses", r.name)]
     kernels = _floor_kernels()
     shown = [k for k in kernels if _selected(args.only, "floors", f"floor_{k}")]
@@ -848,16 +979,21 @@ def run(args: argparse.Namespace) -> dict:
         for names, measure in TRAINING.items()
         if any(_selected(args.only, "training", name) for name in names)
     }
-    if training and not args.quick:  # --quick's compile times mean nothing: skip the warm-up
+    devices = [n for n in DEVICE_ROWS if args.devices > 1 and _selected(args.only, "devices", n)]
+    if (training or devices) and not args.quick:  # --quick's compile times mean nothing
         _warm_eager_ops(problem)
     for names, measure in training.items():
         measured = measure(problem, args.repeats)
         rows += [r for r in measured if _selected(args.only, "training", r["name"])]
         _progress(f"{', '.join(names)} done")
+    if devices:
+        rows += _devices_rows(problem, _device_counts(args.devices), devices, args.repeats)
+        _progress(f"devices 1 … {args.devices} done")
     meta = {
         **_machine(),
         "command": "python benchmarks/run.py " + " ".join(args.argv),
         "repeats": args.repeats,
+        "devices": args.devices,
         "sizes": [f"{n}x{c}" for n, c in args.sizes],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -876,12 +1012,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     args.argv = argv
+    if args.devices > 1:  # before any JAX computation: on a CPU, simulate that many devices
+        try:
+            jaxloss.data_parallel_mesh(args.devices, simulate_on_cpu=True)
+        except ValueError as error:
+            raise SystemExit(f"benchmarks/run.py --devices {args.devices}: {error}") from None
     names = [("losses", r.name) for r in _loss_rows()] + [
         ("training", n) for names in TRAINING for n in names
     ]
     names += [("floors", f"floor_{k}") for k in _floor_kernels()]
+    names += [("devices", n) for n in DEVICE_ROWS if args.devices > 1]
     if not any(_selected(args.only, group, name) for group, name in names):
-        raise SystemExit(f"benchmarks/run.py: no row matches --only {args.only}")
+        raise SystemExit(
+            f"benchmarks/run.py: no row matches --only {args.only} (the devices rows need "
+            "--devices N > 1)"
+        )
     result = run(args)
     print(table(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)

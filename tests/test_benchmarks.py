@@ -9,7 +9,9 @@ import importlib.util
 import io
 import json
 import math
+import os
 import pathlib
+import subprocess
 import sys
 
 import jax
@@ -201,3 +203,101 @@ def test_pairs_that_disagree_are_not_timed(harness):
     harness._agree("row", "optax", same, (2.0001, np.ones(3)), rtol=1e-3)
     with pytest.raises(AssertionError, match="row: jaxloss and optax disagree \\(gradient"):
         harness._agree("row", "optax", same, (2.0, np.zeros(3) + 0.5), rtol=1e-3)
+
+
+# ------------------------------------------------------------------- devices and device_check.sh
+
+DEVICE_CHECK = RUN_PY.parent / "device_check.sh"
+DEVICE_ROWS = {"fit_data_parallel", "sweep_mesh"}
+SIMULATED_2 = "simulated on CPU (2 devices share the host's cores: no speed-up expected)"
+
+
+@pytest.fixture(scope="session")
+def device_check(tmp_path_factory):
+    """One run of benchmarks/device_check.sh in its cheapest form: the current python, a
+    five-test pytest selection, one floor row, and the devices section on 2 simulated CPU devices
+    (`--quick --devices 2 --only devices`, in its own process as it must be: the device count is
+    fixed when JAX starts). JAX_PLATFORMS=cpu hides any GPU, so the CPU path runs everywhere.
+    Returns (completed process, output folder)."""
+    out = tmp_path_factory.mktemp("device_check") / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(
+        JAX_PLATFORMS="cpu",
+        # Nothing is timed here: compile with most XLA optimisations off (half the time).
+        JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+        DEVICE_CHECK_SKIP_INSTALL="1",
+        DEVICE_CHECK_PYTEST_ARGS="-n0 -p no:cacheprovider tests/test_checks.py -k integer",
+        DEVICE_CHECK_BENCH_ARGS="--only floor_sum --sizes 8x2 --repeats 1",
+        DEVICE_CHECK_DEVICES="2",
+        PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+    )
+    done = subprocess.run(
+        [str(DEVICE_CHECK), str(out)],
+        cwd=RUN_PY.parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return done, out
+
+
+def test_device_check_runs_the_cpu_parts_without_a_gpu(device_check):
+    done, out = device_check
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
+    summary = (out / "summary.txt").read_text()
+    assert "no GPU found: running the CPU parts" in summary
+    for step in ("devices", "pytest", "bench_quick", "bench_devices"):
+        assert f"{step}: ok" in summary, summary
+        assert (out / f"{step}.txt").is_file()
+    assert "bench_training" not in summary  # GPU only
+    assert "default backend: cpu" in (out / "devices.txt").read_text()
+    assert "5 passed" in (out / "pytest.txt").read_text()
+    quick_rows = json.loads((out / "bench_quick.json").read_text())["rows"]
+    assert [(r["name"], r["size"]) for r in quick_rows] == [("floor_sum", "8x2")]
+
+
+def test_devices_rows_run_and_agree(device_check):
+    _, out = device_check
+    data = json.loads((out / "bench_devices.json").read_text())
+    meta = data["meta"]
+    assert (meta["devices"], meta["device_count"], meta["backend"]) == (2, 2, "cpu")
+    rows = {(r["name"], r["devices"]): r for r in data["rows"]}
+    assert set(rows) == {(name, d) for name in DEVICE_ROWS for d in (1, 2)}
+    for (name, d), row in rows.items():
+        assert row["group"] == "devices"
+        expected = SIMULATED_2 if d == 2 else "simulated on CPU (1 device: the reference)"
+        assert row["where"] == expected, (name, d)
+        # Float32 roundoff only: the same 20 steps (4 rates for the sweep) on 1 and 2 devices.
+        assert row["agrees"] is not None and 0 <= row["agrees"] < 1e-5, (name, d, row["agrees"])
+        ratio = row["ratios"]["baseline/jaxloss"]
+        assert math.isfinite(ratio) and ratio > 0
+        assert ratio == pytest.approx(row["ms"]["baseline"] / row["ms"]["jaxloss"], rel=1e-12)
+        # The 1-device figure is the d = 1 row's own median, from the same round-robin.
+        assert row["ms"]["baseline"] == rows[name, 1]["ms"]["jaxloss"]
+        assert math.isfinite(row["compile_s"]["jaxloss"]) and row["compile_s"]["jaxloss"] > 0
+    assert rows["fit_data_parallel", 1]["agrees"] == 0 and rows["sweep_mesh", 1]["ratios"] == {
+        "baseline/jaxloss": 1.0
+    }
+    printed = (out / "bench_devices.txt").read_text()
+    table = [line for line in printed.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| row | devices | size | ms | 1-device ms |")
+    assert len(table) == 1 + len(data["rows"])
+    assert sum(SIMULATED_2 in line for line in table) == 2
+
+
+def test_device_counts_and_loss_differences(harness):
+    assert harness._device_counts(1) == [1]
+    assert harness._device_counts(8) == [1, 2, 4, 8]
+    assert harness._device_counts(6) == [1, 2, 4, 6]
+    nan = float("nan")
+    assert harness._max_abs_difference([1.0, 2.0, nan], [1.5, 1.75, nan]) == 0.5
+    assert harness._max_abs_difference([1.0, nan], [1.0, 3.0]) is None  # diverged in one only
+
+
+def test_devices_option_is_checked(harness, capsys):
+    with pytest.raises(SystemExit):  # 64 samples (--quick) do not split over 3 devices
+        harness.parse_args(["--quick", "--devices", "3"])
+    assert "--devices must divide the training problem's 64 samples" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="the devices rows need --devices N > 1"):
+        _main(harness, ["--only", "devices"])
