@@ -65,9 +65,9 @@ def _scalar_output(fn: str, name: str, out: Any) -> None:
 # params): float64 roundoff ends near s·1e-7, float32's near s·1e-3 for losses of unit scale.
 _ETA_DECADES = (-9.0, 0.0)
 _ETA_PER_DECADE = 6
-# The slope is fitted on the first 1.5 decades of η where the remainder is above roundoff: the
-# smallest η measurable, where the Taylor expansion holds best.
-_WINDOW = 10
+# The slope is fitted on the first half decade of η where the remainder is above roundoff: the
+# smallest η measurable, where the Taylor expansion holds best (higher orders bend it later).
+_WINDOW = 4
 
 
 def _gradient_impl(f, spec, arg_spec, trainable, frozen, arrays, direction, with_descent, grid):
@@ -104,8 +104,13 @@ def _remainder_slope(etas, loss, trial, first, eps):
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         actual = trial - loss
         remainder = np.abs(actual - first)
-        noise = _ROUNDOFF_ULPS * eps * (abs(loss) + np.abs(trial))
-        above = np.isfinite(trial) & (remainder > _SLOPE_ABOVE_ROUNDOFF * noise)
+        finite = np.isfinite(trial)
+        noise = _ROUNDOFF_ULPS * eps * (abs(loss) + np.where(finite, np.abs(trial), 0))
+        # A value computed with cancellation changes in steps larger than ε|f|: the smallest
+        # change seen is roundoff too. An unchanged value says nothing (the step was too small).
+        changes = np.abs(actual[finite & (actual != 0)])
+        noise = np.maximum(noise, changes.min() if changes.size else 0.0)
+        above = finite & (actual != 0) & (remainder > _SLOPE_ABOVE_ROUNDOFF * noise)
     if not above.any():
         return None
     start = int(np.argmax(above))
@@ -134,7 +139,7 @@ def assert_gradient_consistent(
     Along a unit direction d, the remainder `|f(θ + ηd) − f(θ) − η ∇f(θ)ᵀd|` of a correct
     gradient falls like η² (log-log slope 2), of a wrong one like η (slope 1). It is measured
     on 55 step lengths η (6 per decade up to max(1, RMS of θ)), all in one compiled call, and the
-    slope fitted on the first 1.5 decades where the remainder is 10× above roundoff (found from
+    slope fitted on the first half decade where the remainder is 10× above roundoff (found from
     the values, so float32 and float64 both work). The first-order term is taken for the step as
     rounded to the params' dtype. Nothing to measure passes: a remainder within roundoff at
     every η (f linear along d, a zero gradient, a masked element), or one that jumps out of
@@ -147,7 +152,9 @@ def assert_gradient_consistent(
         direction: d, a pytree like `params` (its leaves at the floating-point leaves of
             `params`, same shapes and dtypes), normalised to unit length; default: both a random
             unit direction (NumPy seed 0) and the steepest descent direction `−∇f/‖∇f‖`.
-        rtol: the slope must be at least `2·(1 − rtol)`; in (0, 1).
+        rtol: the slope may fall below 2 by `5·rtol`, in (0, 0.2): at the default 0.1 it must
+            be at least 1.5, halfway between a correct gradient's 2 and a wrong one's 1 (float32
+            curvature often shows only where higher orders bend the slope a little).
 
     Returns:
         None; raises `AssertionError` with the slope, the η range, and the ratio of the actual
@@ -171,8 +178,8 @@ def assert_gradient_consistent(
     fn = "assert_gradient_consistent"
     full = f"testing.{fn}"
     trainable, frozen, spec = _trees.partition(full, "params", params)
-    if not (isinstance(rtol, (int, float)) and 0 < rtol < 1):
-        raise ValueError(f"jaxloss.{full}: `rtol` must be a number in (0, 1); got {rtol!r}.")
+    if not (isinstance(rtol, (int, float)) and 0 < rtol < 0.2):
+        raise ValueError(f"jaxloss.{full}: `rtol` must be a number in (0, 0.2); got {rtol!r}.")
     if direction is not None:
         direction = _tangent(full, "direction", spec, trainable, direction)
     arrays, arg_spec = _split_args(args)
@@ -194,7 +201,7 @@ def assert_gradient_consistent(
             "the steepest descent direction -g/|g|",
         ]
     )
-    threshold = 2 * (1 - rtol)
+    threshold = 2 - 5 * rtol
     for name, t, fo in zip(names, trial, first):
         measured = _remainder_slope(etas, float(loss), t, fo, eps)
         if measured is None or measured[0] >= threshold:
@@ -258,7 +265,10 @@ _finite_jit = jax.jit(_finite_impl, static_argnums=(0, 1, 2))
 
 
 def assert_finite_gradients(
-    loss_fn: Callable[..., jax.Array], *example_args: Any, argnums: int | tuple[int, ...] = 0
+    loss_fn: Callable[..., jax.Array],
+    *example_args: Any,
+    argnums: int | tuple[int, ...] = 0,
+    half_precision: bool = True,
 ) -> None:
     """Assert that wherever `loss_fn` is finite at extreme inputs, so is its gradient.
 
@@ -276,6 +286,8 @@ def assert_finite_gradients(
         *example_args: a valid call; arguments not in `argnums` keep their values.
         argnums: the index (or tuple of indices) of the floating-point arguments to vary and
             differentiate.
+        half_precision: also in float16 and bfloat16 (default); False: the arguments' dtypes
+            only (a third of the compile time).
 
     Returns:
         None; raises `AssertionError` with a table of the inputs whose value is finite and whose
@@ -321,7 +333,8 @@ def assert_finite_gradients(
             call[k] = value
             variants.append((f"arg {i} {label}", tuple(call)))
     # None: each argument in its own dtype; then all varied arguments in each half dtype.
-    dtypes = [None] + [jnp.dtype(d) for d in _HALF if any(x.dtype != d for x in examples)]
+    halves = _HALF if half_precision else ()
+    dtypes = [None] + [jnp.dtype(d) for d in halves if any(x.dtype != d for x in examples)]
     stacked = tuple(
         tuple(
             jnp.asarray(np.stack([v[1][k] for v in variants]), x.dtype if d is None else d)
@@ -378,8 +391,9 @@ _decomposition_jit = jax.jit(_decomposition_impl, static_argnums=(0, 1))
 _COUPLED = (
     "The samples are coupled: the objective of one depends on the others in the batch (e.g. a "
     "model that normalises over the batch, batch statistics, a loss that pairs or ranks samples "
-    "across the batch). Minibatch SGD then does not follow the gradient of the full objective, "
-    "and data parallelism (a sum over shards of per-shard objectives) does not compute it."
+    "across the batch). This breaks minibatch SGD (a minibatch's gradient is not its share of "
+    "the full gradient) and data parallelism (the sum over shards of per-shard objectives is not "
+    "the objective of the whole batch)."
 )
 
 
