@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "beyond, they take minutes (P² cost, P tangents in memory); reverse mode goes on",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per method (5)")
-    return _common.parse(parser, QUICK, argv, name="backprop_cost")
+    return _common.parse(parser, QUICK, argv, name="backprop_cost", trains=False)
 
 
 def slope(parameters: np.ndarray, seconds: np.ndarray) -> float | None:

@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> dict:
     sizes = [inputs.shape[-1], args.hidden, args.hidden, 3]
     init_fn, apply_fn = jaxloss.mlp(sizes)  # tanh hidden layers
     loss = jaxloss.objective(apply_fn, jaxloss.mse)
-    params = init_fn(jax.random.key(1))
+    params = _common.replicate(args, init_fn(jax.random.key(1)))
+    inputs, targets = _common.place(args, inputs, targets, option="--samples")
     setting = (
         f"full-batch gradient descent, MSE on one-hot targets of {args.samples} spiral points "
         f"(3 classes), tanh MLP {sizes}, {args.steps} steps, λ_max every "

@@ -201,6 +201,7 @@ def run(args: argparse.Namespace) -> dict:
             train, test = np.sort(order[: args.images]), np.sort(order[args.images :])
             splits.append({"train": train.tolist(), "test": test.tolist()})
             x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+            x_train, y_train = _common.place(args, x_train, y_train, option="--images")
             rare = np.asarray(y_test) != 0
             start = init_fn(jax.random.key(seed))
         params, curve = start, []
@@ -214,7 +215,7 @@ def run(args: argparse.Namespace) -> dict:
             if c < checkpoints - 1:
                 fit = jaxloss.fit(
                     objective,
-                    {"model": params, "method": jnp.int32(m)},
+                    _common.replicate(args, {"model": params, "method": jnp.int32(m)}),
                     x_train,
                     y_train,
                     learning_rate=args.learning_rate,

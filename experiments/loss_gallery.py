@@ -45,7 +45,7 @@ OBJECTS = (4, 32)  # object sizes in pixels: a small and a large one
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=401, help="points per curve (default 401)")
-    return _common.parse(parser, QUICK, argv, name="loss_gallery")
+    return _common.parse(parser, QUICK, argv, name="loss_gallery", trains=False)
 
 
 def _logit(p: jax.Array) -> jax.Array:

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> dict:
         seeds=args.seeds,
         init_fn=init_fn,
         progress=not args.no_progress,
+        **_common.sweep_options(args),
     )
     losses = np.asarray(result.losses, np.float64)  # (K, S, steps)
     final = np.asarray(result.final_losses, np.float64)  # (K, S), NaN where diverged
@@ -95,8 +96,9 @@ def run(args: argparse.Namespace) -> dict:
     except ValueError:  # every rate diverged
         best = None
 
-    # Both predictions start where seed 0's runs started.
-    start_params = result.initial(0)
+    # Both predictions start where seed 0's runs started (data-parallel with --devices).
+    start_params = _common.replicate(args, result.initial(0))
+    inputs, labels = _common.place(args, inputs, labels, option="--samples")
     report = jaxloss.taylor_check(loss, start_params, inputs, labels)
     range_test = jaxloss.lr_range_test(
         loss,

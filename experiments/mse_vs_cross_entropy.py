@@ -96,6 +96,8 @@ def saturation(args: argparse.Namespace, apply_fn) -> dict:
     x = np.concatenate([half, -half])[:, None].astype(np.float32)
     y = (x > 0).astype(np.float32)
     start = [{"w": jnp.full((1, 1), INITIAL_WEIGHT, jnp.float32), "b": jnp.zeros((1,))}]
+    x_fit, y_fit = _common.place(args, x, y, option="--points")
+    start = _common.replicate(args, start)
     chunk = max(1, args.steps // args.records)
     losses = {
         "mse": jaxloss.objective(apply_fn, mse_on_sigmoid, reduction="mean"),
@@ -103,7 +105,7 @@ def saturation(args: argparse.Namespace, apply_fn) -> dict:
     }
     gradient_norms = jax.jit(
         lambda params: {
-            name: optax.tree.norm(jax.grad(loss)(params[name], x, y))
+            name: optax.tree.norm(jax.grad(loss)(params[name], x_fit, y_fit))
             for name, loss in losses.items()
         }
     )
@@ -116,7 +118,7 @@ def saturation(args: argparse.Namespace, apply_fn) -> dict:
             norms[name].append(float(value))
         for name, loss in losses.items():
             result = jaxloss.fit(
-                loss, params[name], x, y, learning_rate=args.learning_rate, steps=chunk
+                loss, params[name], x_fit, y_fit, learning_rate=args.learning_rate, steps=chunk
             )
             params[name], final[name] = result.params, result.final_loss
             curves[name].append(np.asarray(result.losses, np.float64))
@@ -154,13 +156,17 @@ def likelihood(args: argparse.Namespace, apply_fn) -> dict:
     p_true = sigmoid(TRUE_LOGIT[0] * x.astype(np.float64) + TRUE_LOGIT[1])
     binary = (rng.uniform(size=x.shape) < p_true).astype(np.float32)
     start = [{"w": jnp.zeros((1, 1)), "b": jnp.zeros((1,))}]  # both losses are convex here
+    start = _common.replicate(args, start)
+    x_fit, continuous_fit, binary_fit = _common.place(
+        args, x, continuous, binary, option="--samples"
+    )
     gaussian_loss = jaxloss.objective(apply_fn, gaussian, reduction="mean")
     bernoulli_loss = jaxloss.objective(apply_fn, cross_entropy, reduction="mean")
 
     def fit(loss, targets):
-        return jaxloss.fit(loss, start, x, targets, learning_rate=1.0, steps=args.fit_steps)
+        return jaxloss.fit(loss, start, x_fit, targets, learning_rate=1.0, steps=args.fit_steps)
 
-    fitted = fit(gaussian_loss, continuous)  # one compilation serves both Gaussian fits
+    fitted = fit(gaussian_loss, continuous_fit)  # one compilation serves both Gaussian fits
     mean = apply_fn(fitted.params, x)
     mse = float(jaxloss.mse(mean, continuous))
     # Cross entropy reads the continuous y as a Bernoulli probability: NaN outside [0, 1].
@@ -180,7 +186,7 @@ def likelihood(args: argparse.Namespace, apply_fn) -> dict:
         ),
         "fraction_cross_entropy_nan": float(np.mean(np.isnan(bce))),
     }
-    gauss, bern = fit(gaussian_loss, binary), fit(bernoulli_loss, binary)
+    gauss, bern = fit(gaussian_loss, binary_fit), fit(bernoulli_loss, binary_fit)
     linear_p = affine(as_lists(gauss.params), xs)  # the Gaussian fit's "probability"
     logistic_p = sigmoid(affine(as_lists(bern.params), xs))
     truth = np.asarray(p_true[:, 0], np.float64)

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> dict:
             init_fn=init_fn,
             optimizer=optimizer,
             progress=not args.no_progress,
+            **_common.sweep_options(args),
         )
         final = np.asarray(result.final_losses, np.float64)  # (K, S), NaN where diverged
         seconds = time.perf_counter() - start

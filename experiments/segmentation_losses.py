@@ -175,15 +175,18 @@ def run(args: argparse.Namespace) -> dict:
     objective = switched_objective(apply_fn)
     runs = [(k, seed) for k in range(len(LOSSES)) for seed in range(args.seeds)]
     fits = {}
+    train_inputs, train_targets = _common.place(
+        args, inputs[train], targets[train], option="--train"
+    )
     start = time.perf_counter()
     for k, seed in _common.progress(runs, args, "loss × seed runs"):
         # Seed s: the same initialisation and minibatches for every loss.
-        params = {"net": init(seed), "loss": np.int32(k)}
+        params = _common.replicate(args, {"net": init(seed), "loss": np.int32(k)})
         fits[k, seed] = jaxloss.fit(
             objective,
             params,
-            inputs[train],
-            targets[train],
+            train_inputs,
+            train_targets,
             learning_rate=args.learning_rate,
             steps=args.steps,
             batch_size=args.batch_size or None,

@@ -129,11 +129,12 @@ def run(args: argparse.Namespace) -> dict:
     print(setting)
     arms = {"true_gradient": 100, "wrong_gradient": args.gradient_percent}
     # The context manager keeps x64 from leaking into whoever imported this module (a test).
-    with jax.enable_x64(True):
+    with jax.enable_x64(True):  # placed inside it too: float64 arrays stay float64 on the devices
+        inputs, labels = _common.place(args, inputs, labels, option="--samples")
         reports = {
             name: jaxloss.taylor_check(
                 loss,
-                {"model": model, "percent": np.asarray(percent)},
+                _common.replicate(args, {"model": model, "percent": np.asarray(percent)}),
                 inputs,
                 labels,
                 learning_rates=rates,

@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> dict:
             steps=args.steps,
             seeds=args.seeds,
             init_fn=init_fn,
+            **_common.sweep_options(args),
         )
         trained[name] = jax.tree.map(lambda leaf: leaf[0], result.params)  # (S, ...) per leaf
         results[name] = result
