@@ -441,12 +441,15 @@ def assert_per_sample_decomposable(
     candidates = {"sum": 1.0, "mean": 1.0 / n}
     close = [k for k, c in candidates.items() if abs(value - c * total) <= tol * c * scale]
     if not close:
-        nearer = min(abs(value - total), abs(value - total / n))
+        if math.isfinite(total):
+            off = f"off by {min(abs(value - total), abs(value - total / n)):.3g}"
+        else:  # e.g. a standard deviation over one sample is 0
+            off = "a single sample alone gives a non-finite objective"
         raise AssertionError(
             f"jaxloss.{fn}: the objective is neither the sum nor the mean of its single-sample "
             f"objectives: objective_fn over the batch of N = {n} is {value:.6g}, the sum of the "
             f"{n} single-sample objectives (objective_fn on inputs[i:i+1], targets[i:i+1]) is "
-            f"{total:.6g} and their mean {total / n:.6g} (off by {nearer:.3g}). " + _COUPLED
+            f"{total:.6g} and their mean {total / n:.6g} ({off}). " + _COUPLED
         )
     kind = close[0]
     factor = candidates[kind]

@@ -217,6 +217,7 @@ def test_per_sample_catches_batch_normalisation():
     assert re.search(r"over the batch of N = 6 is \d", message), message  # finite
     # One sample: its std is 0, x / 0 is ±inf or NaN, so the single-sample sum is not finite.
     assert re.search(r"sum of the 6 single-sample objectives .* is (nan|inf)", message), message
+    assert "a single sample alone gives a non-finite objective" in message
     assert "breaks minibatch SGD" in message and "and data parallelism" in message
 
 
