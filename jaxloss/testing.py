@@ -319,7 +319,7 @@ def assert_finite_gradients(
     argnums = tuple(operator.index(i) % len(example_args) for i in argnums)
     examples = []
     for i in argnums:
-        x = np.asarray(example_args[i])
+        x = np.asarray(jnp.asarray(example_args[i]))  # a Python float: JAX's default dtype
         if not np.issubdtype(x.dtype, np.floating):
             raise TypeError(
                 f"jaxloss.{fn}: argument {i} (in `argnums`) must be a floating-point array; "

@@ -164,5 +164,7 @@ def test_gradient_consistent_and_finite(name):
     fn, grad_args, finite_args = LOSSES[name]
     # params: the whole argument tuple (integer labels pass through untouched).
     assert_gradient_consistent(summed(fn), tuple(jnp.asarray(a) for a in grad_args))
-    # float32 only: every loss computes half precision in float32 (test_*_half_precision_*).
-    assert_finite_gradients(fn, *finite_args, half_precision=False)
+    # Every floating-point argument varied (one at a time) and differentiated; float32 only:
+    # every loss computes half precision in float32 (test_*_half_precision_*).
+    floating = tuple(i for i, a in enumerate(finite_args) if np.asarray(a).dtype.kind == "f")
+    assert_finite_gradients(fn, *finite_args, argnums=floating, half_precision=False)

@@ -218,24 +218,6 @@ def test_integer_targets_keep_prediction_dtype():
     assert jaxloss.mse(p, np.zeros((4, 3), np.int32)).dtype == jnp.float32
 
 
-def test_extremes_are_finite():
-    p = np.array([1e4, -1e4, 0.0])
-    t = np.array([-1e4, 1e4, 0.0])
-
-    @jax.jit  # one program for every loss (op by op each call compiles its primitives)
-    def values_and_grads(p, t):
-        out = {}
-        for name in ["squared_error", "absolute_error", "huber_loss"]:
-            fn = getattr(jaxloss, name)
-            out[name] = (fn(p, t), jax.grad(lambda a, fn=fn: fn(a, t).sum())(p))
-        for name in ["mse", "mae", "rmse"]:
-            out[name] = jax.grad(getattr(jaxloss, name))(p, t)
-        return out
-
-    for value in values_and_grads(p, t).values():
-        chex.assert_tree_all_finite(value)
-
-
 @jax.jit
 def _all_gradients(p, t):
     """The gradients the property test checks, in one program: one compilation per shape."""
