@@ -139,11 +139,13 @@ def assert_gradient_consistent(
     Along a unit direction d, the remainder `|f(θ + ηd) − f(θ) − η ∇f(θ)ᵀd|` of a correct
     gradient falls like η² (log-log slope 2), of a wrong one like η (slope 1). It is measured
     on 55 step lengths η (6 per decade up to max(1, RMS of θ)), all in one compiled call, and the
-    slope fitted on the first half decade where the remainder is 10× above roundoff (found from
-    the values, so float32 and float64 both work). The first-order term is taken for the step as
-    rounded to the params' dtype. Nothing to measure passes: a remainder within roundoff at
+    slope fitted on the first half decade where the remainder is 10× above roundoff (8ε of
+    |f(θ)| + |f(θ + ηd)|, or the smallest change of f seen where larger: a value computed with
+    cancellation), so float32 and float64 both work. The first-order term is taken for the step
+    as rounded to the params' dtype. Nothing to measure passes: a remainder within roundoff at
     every η (f linear along d, a zero gradient, a masked element), or one that jumps out of
-    roundoff at once (a kink crossed: no Taylor expansion reaches past it).
+    roundoff at once (a kink crossed: no Taylor expansion reaches past it). At a point exactly
+    on a kink (a ReLU at 0) f has no derivative, and the test says so.
 
     Args:
         f: `f(params, *args) -> scalar`; may contain `jax.custom_jvp`/`custom_vjp` rules.
