@@ -30,12 +30,30 @@ import pytest  # noqa: E402
 import jaxloss  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# tests/multidevice/ needs 8 devices, fixed when JAX starts: tests/test_multidevice.py runs it in a
+# pytest session of its own with 8 simulated CPU devices and this variable set.
+MULTIDEVICE_SESSION = "JAXLOSS_MULTIDEVICE_SESSION"
+collect_ignore = [] if os.environ.get(MULTIDEVICE_SESSION) == "1" else ["tests/multidevice"]
 jax.config.update("jax_disable_most_optimizations", FAST_COMPILE)
 
 
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: one worker per core, at most 4 (each holds its own JAX and compilations)."""
     return max(1, min(os.cpu_count() or 1, 4))
+
+
+# The files that take longest (subprocesses: the 8-device session, the README blocks, the
+# benchmark runs) start first, so that xdist's workers (one file each at a time) end together.
+SLOWEST_FIRST = ("test_multidevice.py", "test_readme.py", "test_benchmarks.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file is kept
 
 
 def pytest_configure(config):

@@ -152,7 +152,7 @@ def non_decomposable(seed):
     return logits, masks, predictions, targets
 
 
-@pytest.mark.parametrize("devices", (2, 4, 8))
+@pytest.mark.parametrize("devices", (8,))
 def test_dice_over_a_batch_and_rmse_of_a_data_set_are_exact_on_sharded_batches(devices):
     logits, masks, predictions, targets = non_decomposable(devices)
     mesh = jaxloss.data_parallel_mesh(devices)
@@ -168,7 +168,7 @@ def test_dice_over_a_batch_and_rmse_of_a_data_set_are_exact_on_sharded_batches(d
         np.testing.assert_allclose(grads, jax.grad(fn)(*arrays), rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("devices", (2, 8))
+@pytest.mark.parametrize("devices", (2,))
 def test_mined_cross_entropy_normalised_by_the_batchs_positives_is_exact_sharded(devices):
     # SSD's loss: Σ_i S_i / max(1, Σ_i P_i), a ratio of batch sums (jaxloss.mined_cross_entropy).
     loss_sum = jaxloss.objective(

@@ -1,6 +1,6 @@
 """`--devices 8` in the experiment scripts (8 simulated CPU devices: this folder's session): the
-main job (a sweep, then a Taylor check and an LR range test) and a fit-based script give the
-numbers of the same `--quick` run on one device, and really ran on 8 devices."""
+main job (a sweep, then a Taylor check and an LR range test, data-parallel like the other scripts'
+fits) gives the numbers of the same `--quick` run on one device, and really ran on 8 devices."""
 
 import json
 import sys
@@ -78,11 +78,6 @@ def lr_comparison():
     return _run_both("lr_comparison")
 
 
-@pytest.fixture(scope="module")
-def mse_vs_cross_entropy():
-    return _run_both("mse_vs_cross_entropy")
-
-
 def test_lr_comparison_on_8_devices_gives_the_one_device_numbers(lr_comparison):
     _, (one, eight), calls = lr_comparison
     assert [c[0] for c in calls[1]] == ["sweep", "taylor_check", "lr_range_test"]
@@ -107,31 +102,6 @@ def test_lr_comparison_on_8_devices_gives_the_one_device_numbers(lr_comparison):
     assert range_eight["suggested_learning_rate"] == pytest.approx(
         range_one["suggested_learning_rate"], rel=1e-6
     )
-
-
-def test_mse_vs_cross_entropy_fits_data_parallel_on_8_devices(mse_vs_cross_entropy):
-    module, (one, eight), calls = mse_vs_cross_entropy
-    # Two losses per saturation chunk, then three likelihood fits.
-    assert {c[0] for c in calls[1]} == {"fit"}
-    assert len(calls[1]) == 2 * module.QUICK["records"] + 3
-    _check_placement(calls)
-    assert _strict_json(eight)["args"]["devices"] == 8
-    for key in ("initial_gradient_norm", "final_loss"):
-        for name in ("mse", "cross_entropy"):
-            assert eight[key][name] == pytest.approx(one[key][name], rel=1e-5)
-    np.testing.assert_allclose(eight["loss"]["mse"], one["loss"]["mse"], rtol=1e-5)
-    cont_one, cont_eight = one["likelihood"]["continuous"], eight["likelihood"]["continuous"]
-    assert cont_eight["gaussian_nll"] == pytest.approx(cont_one["gaussian_nll"], rel=1e-5)
-    assert cont_eight["mse"] == pytest.approx(cont_one["mse"], rel=1e-5)
-    for fit in ("gaussian", "bernoulli"):
-        disc_one, disc_eight = one["likelihood"]["discrete"], eight["likelihood"]["discrete"]
-        assert disc_eight[fit]["final_loss"] == pytest.approx(disc_one[fit]["final_loss"], rel=1e-5)
-        np.testing.assert_allclose(
-            jax.tree.leaves(disc_eight[fit]["params"]),
-            jax.tree.leaves(disc_one[fit]["params"]),
-            rtol=1e-5,
-            atol=1e-7,
-        )
 
 
 def test_a_sample_count_the_devices_do_not_divide_names_the_option():
