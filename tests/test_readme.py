@@ -57,6 +57,8 @@ def test_readme_block_runs_and_prints_what_it_shows(index, tmp_path):
     # JAX's default compiler settings, as a reader runs the block (conftest.py speeds up the
     # in-process tests' compilation).
     env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(FAST_XLA_FLAG, "").strip()
+    if not env["XLA_FLAGS"]:  # unset, not empty: an empty XLA_FLAGS is not XLA's default
+        del env["XLA_FLAGS"]
     env.pop("JAX_DISABLE_MOST_OPTIMIZATIONS", None)
     # The numbers shown are the CPU's (and the many-device block's 8 devices simulated CPUs).
     env["JAX_PLATFORMS"] = "cpu"
