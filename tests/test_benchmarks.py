@@ -214,9 +214,9 @@ SIMULATED_2 = "simulated on CPU (2 devices share the host's cores: no speed-up e
 
 @pytest.fixture(scope="session")
 def device_check(tmp_path_factory):
-    """One run of benchmarks/device_check.sh in its cheapest form: the current python, a
-    five-test pytest selection, one floor row, and the devices section on 2 simulated CPU devices
-    (`--quick --devices 2 --only devices`, in its own process as it must be: the device count is
+    """One run of benchmarks/device_check.sh in its cheapest form: the current python,
+    `pytest --version` for the suite, one floor row, and the devices section on 2 simulated CPU
+    devices (`--quick --devices 2 --only devices`, in its own process as it must be: the count is
     fixed when JAX starts). JAX_PLATFORMS=cpu hides any GPU, so the CPU path runs everywhere.
     Returns (completed process, output folder)."""
     out = tmp_path_factory.mktemp("device_check") / "out"
@@ -226,7 +226,8 @@ def device_check(tmp_path_factory):
         # Nothing is timed here: compile with most XLA optimisations off (half the time).
         JAX_DISABLE_MOST_OPTIMIZATIONS="1",
         DEVICE_CHECK_SKIP_INSTALL="1",
-        DEVICE_CHECK_PYTEST_ARGS="-n0 -p no:cacheprovider tests/test_checks.py -k integer",
+        # The pytest step's plumbing only (the suite is this session): `pytest --version`.
+        DEVICE_CHECK_PYTEST_ARGS="--version",
         DEVICE_CHECK_BENCH_ARGS="--only floor_sum --sizes 8x2 --repeats 1",
         DEVICE_CHECK_DEVICES="2",
         PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
@@ -252,7 +253,7 @@ def test_device_check_runs_the_cpu_parts_without_a_gpu(device_check):
         assert (out / f"{step}.txt").is_file()
     assert "bench_training" not in summary  # GPU only
     assert "default backend: cpu" in (out / "devices.txt").read_text()
-    assert "5 passed" in (out / "pytest.txt").read_text()
+    assert "pytest" in (out / "pytest.txt").read_text()
     quick_rows = json.loads((out / "bench_quick.json").read_text())["rows"]
     assert [(r["name"], r["size"]) for r in quick_rows] == [("floor_sum", "8x2")]
 
