@@ -16,12 +16,14 @@ params = init_fn(jax.random.key(0))
 # Every program a training loop compiles, lowered (not compiled) inside one jit each.
 PROGRAMS = {
     "fit": lambda p, x, y: jaxloss.fit(objective, p, x, y, learning_rate=0.1, steps=3).losses,
-    "fit minibatch, monitor": lambda p, x, y: jaxloss.fit(
-        objective, p, x, y, learning_rate=0.1, steps=3, batch_size=8, key=0, monitor_every=1
-    ).losses,
-    "sweep": lambda p, x, y: jaxloss.sweep(
-        objective, p, x, y, learning_rates=[0.1, 1.0], steps=3, seeds=2
-    ).losses,
+    "fit minibatch, monitor": lambda p, x, y: (
+        jaxloss.fit(
+            objective, p, x, y, learning_rate=0.1, steps=3, batch_size=8, key=0, monitor_every=1
+        ).losses
+    ),
+    "sweep": lambda p, x, y: (
+        jaxloss.sweep(objective, p, x, y, learning_rates=[0.1, 1.0], steps=3, seeds=2).losses
+    ),
     "sgd_step": lambda p, x, y: jaxloss.sgd_step(objective, p, x, y, 0.1)[1],
     "top_hessian_eigenvalue": lambda p, x, y: jaxloss.top_hessian_eigenvalue(
         objective, p, x, y, iters=3, key=0
