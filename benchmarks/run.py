@@ -499,11 +499,6 @@ class Problem:
         return text + (f", K={self.rates}" if rates else "")
 
 
-def _first_and_median(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-    first, out = _seconds(fn)
-    return first, statistics.median(_seconds(fn)[0] for _ in range(repeats)), out
-
-
 def _optax_scan(f: Callable, steps: int) -> Callable:
     """The hand-written baseline of `fit`: a jitted `lax.scan` of `optax.sgd` steps."""
 
